@@ -1,0 +1,486 @@
+"""Turn source records into rows of the normalized trace schema.
+
+Every reader ends here, so the rules live in one place: how a chat message is
+normalized, how a multi-turn conversation becomes training examples, how the
+content hash (the dedup and cache key) is computed, and which records are
+rejected, with a named reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import pyarrow as pa
+
+from .consent import consent_from_record
+from .schema import NORMALIZED_SCHEMA
+from .slugs import model_slug
+
+# Rejection reasons (the keys of the counts in asset metadata).
+REJECT_MALFORMED_JSON = "malformed_json"
+REJECT_INVALID_UTF8 = "invalid_utf8"
+REJECT_NOT_AN_OBJECT = "not_an_object"
+REJECT_MISSING_ID = "missing_id"
+REJECT_MISSING_TIMESTAMP = "missing_timestamp"
+REJECT_BAD_TIMESTAMP = "bad_timestamp"
+REJECT_NO_MESSAGES = "no_messages"
+REJECT_BAD_MESSAGES = "bad_messages"
+REJECT_UNREADABLE_FILE = "unreadable_file"
+
+# Where a content hash's parts are separated: control characters that JSON
+# text and chat content practically never contain.
+_FIELD_SEP = "\x1f"
+_MESSAGE_SEP = "\x1e"
+CONTENT_HASH_HEX_CHARS = 32
+
+
+@dataclass
+class ReadOptions:
+    """Options every reader honours."""
+
+    convert_to_single_turn: bool = True
+
+
+@dataclass
+class RejectionLog:
+    """Records a reader refused, counted by reason, with a few examples.
+
+    ``counts`` holds records known to belong to the cell being read;
+    ``unattributed`` holds records too broken to tell which cell they belong
+    to (e.g. a line that is not JSON), reported with every cell read from the
+    same input so they are never silently lost.
+    """
+
+    counts: Counter = field(default_factory=Counter)
+    unattributed: Counter = field(default_factory=Counter)
+    examples: list[dict[str, str]] = field(default_factory=list)
+    max_examples: int = 20
+
+    def reject(self, reason: str, location: str, detail: str = "", attributed: bool = True) -> None:
+        (self.counts if attributed else self.unattributed)[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append({"reason": reason, "location": location, "detail": detail[:200]})
+
+    def merge(self, other: "RejectionLog") -> None:
+        self.counts.update(other.counts)
+        self.unattributed.update(other.unattributed)
+        room = self.max_examples - len(self.examples)
+        self.examples.extend(other.examples[: max(room, 0)])
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values()) + sum(self.unattributed.values())
+
+
+class RecordRejected(ValueError):
+    """A record that cannot become a training example; ``reason`` names why."""
+
+    def __init__(self, reason: str, detail: str = "", attributed: bool = True) -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.attributed = attributed
+
+
+# ---------------------------------------------------------------- values
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """A timezone-aware UTC datetime from ISO text, epoch seconds/ms or datetime."""
+    if value is None or value == "":
+        raise RecordRejected(REJECT_MISSING_TIMESTAMP, attributed=False)
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = value / 1000.0 if abs(value) > 1e11 else float(value)  # ms vs s
+        try:
+            parsed = datetime.fromtimestamp(seconds, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise RecordRejected(REJECT_BAD_TIMESTAMP, str(value), attributed=False) from exc
+    elif isinstance(value, str):
+        text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+        if " " in text and "T" not in text:
+            text = text.replace(" ", "T", 1)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise RecordRejected(REJECT_BAD_TIMESTAMP, value, attributed=False) from exc
+    else:
+        raise RecordRejected(REJECT_BAD_TIMESTAMP, repr(value)[:80], attributed=False)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def utc_day(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).date().isoformat()
+
+
+def as_text(value: Any) -> str | None:
+    """Text for a field that should be text; structured values become JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def as_int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number or abs(number) > 2**62:  # NaN or absurd
+        return None
+    return int(number)
+
+
+def as_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        return None
+    return number
+
+
+def as_mapping(value: Any) -> dict[str, Any]:
+    """A metadata dict from a dict or a JSON object string; anything else is {}."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def as_string_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                parsed = json.loads(stripped)
+            except ValueError:
+                return [value]
+            return as_string_list(parsed)
+        return [value] if stripped else []
+    if isinstance(value, Mapping):
+        text = value.get("page_content") or value.get("content") or value.get("text")
+        return [as_text(text) or ""] if text is not None else [as_text(value) or ""]
+    if isinstance(value, Iterable):
+        out: list[str] = []
+        for item in value:
+            out.extend(as_string_list(item) if isinstance(item, (Mapping, list, tuple)) else [as_text(item) or ""])
+        return [item for item in out if item != ""]
+    return [str(value)]
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _content_text(content: Any) -> str | None:
+    """OpenAI content: a string, or a list of parts of which text parts are kept."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping):
+                if part.get("type") in (None, "text", "input_text", "output_text") and "text" in part:
+                    texts.append(as_text(part.get("text")) or "")
+                else:
+                    texts.append(f"[{part.get('type', 'part')}]")
+        return "\n".join(texts)
+    return as_text(content)
+
+
+def normalize_message(raw: Any) -> dict[str, Any]:
+    """One chat message as ``{role, content, tool_calls, name}``."""
+    if isinstance(raw, str):
+        return {"role": "user", "content": raw, "tool_calls": None, "name": None}
+    if not isinstance(raw, Mapping):
+        raise RecordRejected(REJECT_BAD_MESSAGES, f"message is {type(raw).__name__}")
+    role = raw.get("role")
+    if not isinstance(role, str) or not role.strip():
+        raise RecordRejected(REJECT_BAD_MESSAGES, "message without a role")
+    tool_calls = raw.get("tool_calls")
+    if tool_calls is None and raw.get("function_call") is not None:
+        tool_calls = [{"type": "function", "function": raw.get("function_call")}]
+    name = raw.get("name")
+    if role == "tool" and name is None:
+        name = raw.get("tool_call_id")
+    return {
+        "role": role.strip().lower(),
+        "content": _content_text(raw.get("content")),
+        "tool_calls": as_text(tool_calls) if tool_calls else None,
+        "name": as_text(name),
+    }
+
+
+def normalize_messages(raw: Any) -> list[dict[str, Any]]:
+    if isinstance(raw, str):
+        stripped = raw.strip()
+        if stripped.startswith("["):
+            try:
+                raw = json.loads(stripped)
+            except ValueError:
+                pass
+        elif stripped.startswith("{"):
+            try:
+                raw = json.loads(stripped)
+            except ValueError:
+                pass
+    if isinstance(raw, Mapping):
+        # Langfuse sometimes wraps the chat: {"messages": [...]} or one message.
+        if isinstance(raw.get("messages"), list):
+            raw = raw["messages"]
+        else:
+            raw = [raw]
+    if isinstance(raw, str):
+        return [normalize_message(raw)] if raw else []
+    if not isinstance(raw, list):
+        if raw is None:
+            return []
+        raise RecordRejected(REJECT_BAD_MESSAGES, f"messages is {type(raw).__name__}")
+    return [normalize_message(message) for message in raw]
+
+
+def assistant_output_message(output: Any) -> dict[str, Any] | None:
+    """The assistant message a generation produced, from its ``output`` field.
+
+    Accepts a string, an OpenAI message, a completion ``choices`` object, or
+    the Langfuse-observation list of tool calls ``[{toolCallId, toolName, input}]``.
+    """
+    if output is None:
+        return None
+    if isinstance(output, str):
+        stripped = output.strip()
+        if stripped.startswith(("{", "[")):
+            try:
+                return assistant_output_message(json.loads(stripped))
+            except ValueError:
+                pass
+        return {"role": "assistant", "content": output, "tool_calls": None, "name": None}
+    if isinstance(output, Mapping):
+        if isinstance(output.get("choices"), list) and output["choices"]:
+            choice = output["choices"][0]
+            return assistant_output_message(choice.get("message", choice) if isinstance(choice, Mapping) else choice)
+        if "role" in output or "content" in output or "tool_calls" in output:
+            message = normalize_message({"role": output.get("role") or "assistant", **output})
+            message["role"] = "assistant"
+            return message
+        if "text" in output:
+            return {"role": "assistant", "content": as_text(output["text"]), "tool_calls": None, "name": None}
+        return {"role": "assistant", "content": as_text(output), "tool_calls": None, "name": None}
+    if isinstance(output, list):
+        if output and all(isinstance(item, Mapping) and ("toolName" in item or "toolCallId" in item) for item in output):
+            calls = [
+                {
+                    "id": item.get("toolCallId"),
+                    "type": "function",
+                    "function": {"name": item.get("toolName"), "arguments": as_text(item.get("input")) or "{}"},
+                }
+                for item in output
+            ]
+            return {"role": "assistant", "content": None, "tool_calls": as_text(calls), "name": None}
+        if output and all(isinstance(item, Mapping) and "role" in item for item in output):
+            return assistant_output_message(output[-1])
+        return {"role": "assistant", "content": as_text(output), "tool_calls": None, "name": None}
+    return {"role": "assistant", "content": as_text(output), "tool_calls": None, "name": None}
+
+
+def message_response(message: Mapping[str, Any]) -> str | None:
+    """The training target of an assistant message: its text, else its tool calls."""
+    content = message.get("content")
+    if content is not None and content.strip():
+        return content
+    return message.get("tool_calls") or content
+
+
+def expand_turns(messages: Sequence[Mapping[str, Any]], convert_to_single_turn: bool) -> list[tuple[int, list]]:
+    """Training examples of one conversation: ``(assistant_turn_index, messages)``.
+
+    Single-turn mode makes every assistant turn an example carrying the
+    conversation before it; otherwise the conversation up to its final
+    assistant turn is one example. A conversation with no assistant turn
+    yields one example with no response (kept raw, dropped later by name).
+    """
+    assistant_positions = [i for i, m in enumerate(messages) if m.get("role") == "assistant"]
+    if not assistant_positions:
+        return [(0, list(messages))]
+    if not convert_to_single_turn:
+        last = assistant_positions[-1]
+        return [(len(assistant_positions) - 1, list(messages[: last + 1]))]
+    return [(turn, list(messages[: pos + 1])) for turn, pos in enumerate(assistant_positions)]
+
+
+def content_hash(messages: Sequence[Mapping[str, Any]]) -> str:
+    """Hash of the conversation including its final response.
+
+    The canonical text is ``role US content US tool_calls RS`` per message
+    (US = 0x1F, RS = 0x1E, nulls as empty strings), SHA-256, first 32 hex
+    characters. The Postgres reader computes the same expression in SQL.
+    """
+    digest = hashlib.sha256()
+    for message in messages:
+        digest.update(
+            (
+                (message.get("role") or "")
+                + _FIELD_SEP
+                + (message.get("content") or "")
+                + _FIELD_SEP
+                + (message.get("tool_calls") or "")
+                + _MESSAGE_SEP
+            ).encode("utf-8", "surrogatepass")
+        )
+    return digest.hexdigest()[:CONTENT_HASH_HEX_CHARS]
+
+
+def last_user_prompt(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message.get("content")
+    return None
+
+
+# ---------------------------------------------------------------- examples
+
+
+def build_examples(
+    *,
+    trace_id: Any,
+    observation_id: Any,
+    timestamp: Any,
+    model: Any,
+    messages: Any,
+    output: Any = None,
+    source: str,
+    extracted_at: datetime,
+    options: ReadOptions,
+    user_id: Any = None,
+    session_id: Any = None,
+    environment: Any = None,
+    contexts: Any = None,
+    latency_ms: Any = None,
+    input_tokens: Any = None,
+    output_tokens: Any = None,
+    total_tokens: Any = None,
+    cost_usd: Any = None,
+    tags: Any = None,
+    metadata: Any = None,
+    explicit_consent: Any = None,
+    feedback_score: Any = None,
+    tools: Any = None,
+) -> list[dict[str, Any]]:
+    """Normalized rows for one source record (several in single-turn mode).
+
+    ``messages`` is the conversation (possibly including assistant turns);
+    ``output``, if given, is the assistant reply that follows it (a Langfuse
+    generation's output). Raises :class:`RecordRejected` with a reason.
+    """
+    if trace_id is None or str(trace_id).strip() == "":
+        raise RecordRejected(REJECT_MISSING_ID, attributed=False)
+    ts = parse_timestamp(timestamp)
+    conversation = normalize_messages(messages)
+    reply = assistant_output_message(output)
+    if reply is not None:
+        conversation.append(reply)
+    if not conversation:
+        raise RecordRejected(REJECT_NO_MESSAGES, str(trace_id))
+
+    metadata_map = as_mapping(metadata)
+    tag_list = as_string_list(tags)
+    consent, consent_source = consent_from_record(explicit_consent, tag_list, metadata_map)
+    if feedback_score is None:
+        feedback_score = metadata_map.get("feedback_score")
+    if contexts is None:
+        contexts = metadata_map.get("contexts") or metadata_map.get("retrieved_contexts")
+    model_name = as_text(model)
+    model_name = model_name if model_name and model_name.strip() else None
+    metadata_text = (
+        json.dumps(metadata_map, ensure_ascii=False, sort_keys=True, default=str)
+        if metadata_map
+        else (metadata if isinstance(metadata, str) and metadata.strip() else None)
+    )
+    base = {
+        "trace_id": str(trace_id),
+        "timestamp": ts,
+        "date": utc_day(ts),
+        "model": model_name,
+        "model_slug": model_slug(model_name),
+        "user_id": as_text(user_id),
+        "session_id": as_text(session_id),
+        "environment": as_text(environment),
+        "contexts": as_string_list(contexts),
+        "latency_ms": as_int(latency_ms),
+        "input_tokens": as_int(input_tokens),
+        "output_tokens": as_int(output_tokens),
+        "total_tokens": as_int(total_tokens),
+        "cost_usd": as_float(cost_usd),
+        "tags": tag_list,
+        "metadata": metadata_text,
+        "consent": consent,
+        "consent_source": consent_source,
+        "source": source,
+        "extracted_at": extracted_at,
+        "feedback_score": as_float(feedback_score),
+        "tools": as_text(tools) if tools else None,
+    }
+    if base["total_tokens"] is None and base["input_tokens"] is not None and base["output_tokens"] is not None:
+        base["total_tokens"] = base["input_tokens"] + base["output_tokens"]
+
+    turns = expand_turns(conversation, options.convert_to_single_turn)
+    obs = as_text(observation_id)
+    rows = []
+    for turn_index, turn_messages in turns:
+        final = turn_messages[-1]
+        response = message_response(final) if final.get("role") == "assistant" else None
+        row = dict(base)
+        row["observation_id"] = obs if len(turns) == 1 else f"{obs or ''}#turn-{turn_index}"
+        row["messages"] = turn_messages
+        row["prompt"] = last_user_prompt(turn_messages)
+        row["response"] = response
+        row["content_hash"] = content_hash(turn_messages)
+        rows.append(row)
+    return rows
+
+
+def rows_to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=NORMALIZED_SCHEMA)
+
+
+def batched_rows(rows: Iterable[dict[str, Any]], batch_rows: int = 8192) -> Iterator[pa.RecordBatch]:
+    """Group rows into record batches of at most ``batch_rows`` rows."""
+    pending: list[dict[str, Any]] = []
+    for row in rows:
+        pending.append(row)
+        if len(pending) >= batch_rows:
+            yield rows_to_batch(pending)
+            pending = []
+    if pending:
+        yield rows_to_batch(pending)
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a UTC day."""
+    from datetime import timedelta
+
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    return start, start + timedelta(days=1)
