@@ -1,0 +1,407 @@
+"""The Parquet lake: cells written streaming, published atomically (DESIGN §2, §5, §9).
+
+Layout under the warehouse root, as in our design document::
+
+    <dataset>/date=2026-04-18/model=glm-5-32b/consent=true/part-<token>-00000.parquet
+    <dataset>/date=2026-04-18/model=glm-5-32b/_manifest.json
+
+How a cell is published, so readers never see half of it:
+
+1. every file of the new version is written under ``_staging/<token>/``
+   (names starting with ``_`` are ignored by Arrow, Spark, Hive, Trino);
+2. when all writers closed cleanly, the files move into the cell folder under
+   names no earlier version used;
+3. ``_manifest.json`` is replaced in one step (an S3 PUT or a local rename,
+   both atomic): it lists exactly the live files, and our readers read it;
+4. files of earlier versions are deleted.
+
+A failure before step 3 leaves the previous version live and the staging
+files are removed; re-running a cell replaces it entirely, so rows are never
+duplicated. Engines that glob the folders instead of reading the manifest
+see one version at rest; the Iceberg table is the interface for them.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from .schema import DICTIONARY_COLUMNS, TEXT_COLUMNS
+from .storage import Location
+
+MANIFEST_NAME = "_manifest.json"
+STAGING_DIR = "_staging"
+
+
+class CellNotMaterialized(LookupError):
+    """No published version of the cell exists yet."""
+
+
+@dataclass(frozen=True)
+class ParquetWriteOptions:
+    """Parquet settings measured in DESIGN §5: zstd level 1, 32k-row row groups."""
+
+    compression: str = "zstd"
+    compression_level: int = 1
+    row_group_rows: int = 32_768
+    # Flush earlier when rows are large, so buffered text stays bounded.
+    row_group_bytes: int = 48 * 2**20
+    max_rows_per_file: int = 1_000_000
+    # Background writer: encoding (which releases the GIL) overlaps reading.
+    writer_thread: bool = True
+
+
+@dataclass(frozen=True)
+class CellAddress:
+    dataset: str
+    date: str
+    model_slug: str
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.dataset}/date={self.date}/model={self.model_slug}"
+
+
+@dataclass
+class CellWriteResult:
+    address: CellAddress
+    token: str
+    files: list[str]
+    rows: int
+    bytes: int
+    rows_by_subpath: dict[str, int]
+    uri: str
+
+    def as_metadata(self) -> dict:
+        return {
+            "path": self.uri,
+            "rows": self.rows,
+            "files": len(self.files),
+            "bytes": self.bytes,
+            "rows_by_subpath": dict(self.rows_by_subpath),
+            "version": self.token,
+        }
+
+
+Splitter = Callable[[pa.RecordBatch], Mapping[str, pa.RecordBatch]]
+Guard = Callable[[pa.RecordBatch], None]
+
+
+@dataclass
+class CellStream:
+    """What an asset returns: its cell as a stream of batches, written by an IO manager.
+
+    ``describe`` is called after the stream was consumed, for metadata that is
+    only known then (counts). The IO manager fills ``written`` and
+    ``published`` so the asset can check what actually landed.
+    """
+
+    batches: Iterator[pa.RecordBatch]
+    schema: pa.Schema
+    split: "Splitter | None" = None
+    guard: "Guard | None" = None
+    describe: Callable[[], dict] | None = None
+    written: "CellWriteResult | None" = None
+    published: ds.Dataset | None = None
+
+
+@dataclass
+class _SubpathWriter:
+    subpath: str
+    staging_dir: str
+    token: str
+    schema: pa.Schema
+    filesystem: pafs.FileSystem
+    options: ParquetWriteOptions
+    buffer: list = field(default_factory=list)
+    buffered_rows: int = 0
+    buffered_bytes: int = 0
+    file_index: int = 0
+    rows_in_file: int = 0
+    rows: int = 0
+    writer: pq.ParquetWriter | None = None
+    files: list[str] = field(default_factory=list)
+
+    def _open(self) -> None:
+        name = f"part-{self.token}-{self.file_index:05d}.parquet"
+        relative = posixpath.join(self.subpath, name) if self.subpath else name
+        path = posixpath.join(self.staging_dir, relative)
+        present = set(self.schema.names)
+        self.writer = pq.ParquetWriter(
+            path,
+            self.schema,
+            filesystem=self.filesystem,
+            compression=self.options.compression,
+            compression_level=self.options.compression_level,
+            use_dictionary=[c for c in DICTIONARY_COLUMNS if c in present],
+            write_statistics=[c for c in self.schema.names if c not in TEXT_COLUMNS],
+        )
+        self.files.append(relative)
+        self.rows_in_file = 0
+
+    def take_row_group(self, force: bool = False) -> pa.Table | None:
+        if not self.buffer:
+            return None
+        if not force and self.buffered_rows < self.options.row_group_rows and self.buffered_bytes < self.options.row_group_bytes:
+            return None
+        table = pa.Table.from_batches(self.buffer, schema=self.schema)
+        self.buffer, self.buffered_rows, self.buffered_bytes = [], 0, 0
+        return table
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is not None and self.rows_in_file >= self.options.max_rows_per_file:
+            self.close()
+            self.file_index += 1
+        if self.writer is None:
+            self._open()
+        self.writer.write_table(table, row_group_size=self.options.row_group_rows)
+        self.rows_in_file += table.num_rows
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class _BackgroundWriter:
+    """Runs ``write`` calls on one thread behind a small bounded queue."""
+
+    _STOP = object()
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.error: BaseException | None = None
+        if enabled:
+            self.jobs: queue.Queue = queue.Queue(maxsize=2)
+            self.thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is self._STOP:
+                return
+            if self.error is None:
+                try:
+                    job()
+                except BaseException as exc:  # reported to the producer
+                    self.error = exc
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if not self.enabled:
+            job()
+            return
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(job)
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.jobs.put(self._STOP)
+            self.thread.join()
+            if self.error is not None:
+                raise self.error
+
+
+class ParquetLake:
+    """Cells of Parquet datasets under one warehouse root (local or S3)."""
+
+    def __init__(self, root: Location, options: ParquetWriteOptions | None = None) -> None:
+        self.root = root
+        self.options = options or ParquetWriteOptions()
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        return self.root.filesystem
+
+    def cell_path(self, address: CellAddress) -> str:
+        return posixpath.join(self.root.path, address.relative_path)
+
+    def cell_uri(self, address: CellAddress) -> str:
+        return posixpath.join(self.root.uri, address.relative_path)
+
+    # ------------------------------------------------------------ writing
+
+    def write_cell(
+        self,
+        address: CellAddress,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        split: Splitter | None = None,
+        guard: Guard | None = None,
+    ) -> CellWriteResult:
+        """Write a stream of batches as the new version of ``address`` and publish it.
+
+        ``split`` routes each batch's rows to sub-folders (``consent=true`` …);
+        ``guard`` sees every batch before it is written and raises to abort
+        the whole cell (nothing is published then).
+        """
+        token = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        staging = posixpath.join(self.root.path, STAGING_DIR, token)
+        self.filesystem.create_dir(staging, recursive=True)
+        writers: dict[str, _SubpathWriter] = {}
+        background = _BackgroundWriter(self.options.writer_thread)
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                if batch.schema != schema:
+                    batch = pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+                if guard is not None:
+                    guard(batch)
+                parts = split(batch) if split is not None else {"": batch}
+                for subpath, part in parts.items():
+                    if part.num_rows == 0:
+                        continue
+                    writer = writers.get(subpath)
+                    if writer is None:
+                        writer = writers[subpath] = _SubpathWriter(
+                            subpath, staging, token, schema, self.filesystem, self.options
+                        )
+                        self.filesystem.create_dir(posixpath.join(staging, subpath), recursive=True)
+                    writer.buffer.append(part)
+                    writer.buffered_rows += part.num_rows
+                    writer.buffered_bytes += part.nbytes
+                    table = writer.take_row_group()
+                    if table is not None:
+                        background.submit(lambda w=writer, t=table: w.write(t))
+            for writer in writers.values():
+                table = writer.take_row_group(force=True)
+                if table is not None:
+                    background.submit(lambda w=writer, t=table: w.write(t))
+            background.finish()
+            for writer in writers.values():
+                writer.close()
+        except BaseException:
+            _abort(background, writers)
+            self._delete_dir(staging)
+            raise
+        files = [relative for writer in writers.values() for relative in writer.files]
+        rows_by_subpath = {writer.subpath: writer.rows for writer in writers.values()}
+        try:
+            result = self._publish(address, token, staging, files, rows_by_subpath, schema)
+        finally:
+            self._delete_dir(staging)
+        return result
+
+    def _publish(
+        self,
+        address: CellAddress,
+        token: str,
+        staging: str,
+        files: list[str],
+        rows_by_subpath: dict[str, int],
+        schema: pa.Schema,
+    ) -> CellWriteResult:
+        cell = self.cell_path(address)
+        self.filesystem.create_dir(cell, recursive=True)
+        total_bytes = 0
+        for relative in files:
+            destination = posixpath.join(cell, relative)
+            self.filesystem.create_dir(posixpath.dirname(destination), recursive=True)
+            self.filesystem.move(posixpath.join(staging, relative), destination)
+            total_bytes += self.filesystem.get_file_info(destination).size or 0
+        manifest = {
+            "version": token,
+            "files": files,
+            "rows": sum(rows_by_subpath.values()),
+            "rows_by_subpath": rows_by_subpath,
+            "bytes": total_bytes,
+            "columns": schema.names,
+            "published_at": datetime.now(timezone.utc).isoformat(),
+        }
+        self._write_manifest(cell, manifest, token)
+        self._delete_unlisted(cell, set(files))
+        return CellWriteResult(
+            address=address,
+            token=token,
+            files=files,
+            rows=manifest["rows"],
+            bytes=total_bytes,
+            rows_by_subpath=rows_by_subpath,
+            uri=self.cell_uri(address),
+        )
+
+    def _write_manifest(self, cell: str, manifest: dict, token: str) -> None:
+        payload = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        final = posixpath.join(cell, MANIFEST_NAME)
+        if isinstance(self.filesystem, pafs.LocalFileSystem):
+            temporary = posixpath.join(cell, f"{MANIFEST_NAME}.{token}.tmp")
+            with self.filesystem.open_output_stream(temporary) as out:
+                out.write(payload)
+            self.filesystem.move(temporary, final)  # os.replace: atomic
+        else:
+            # One PUT: the object appears whole or not at all.
+            with self.filesystem.open_output_stream(final) as out:
+                out.write(payload)
+
+    def _delete_unlisted(self, cell: str, live: set[str]) -> None:
+        selector = pafs.FileSelector(cell, recursive=True, allow_not_found=True)
+        for info in self.filesystem.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            relative = posixpath.relpath(info.path, cell)
+            if relative == MANIFEST_NAME or relative in live:
+                continue
+            self.filesystem.delete_file(info.path)
+
+    def _delete_dir(self, path: str) -> None:
+        try:
+            self.filesystem.delete_dir(path)
+        except (FileNotFoundError, OSError):
+            pass
+
+    # ------------------------------------------------------------ reading
+
+    def manifest(self, address: CellAddress) -> dict:
+        path = posixpath.join(self.cell_path(address), MANIFEST_NAME)
+        try:
+            with self.filesystem.open_input_stream(path) as stream:
+                return json.loads(stream.read())
+        except FileNotFoundError as exc:
+            raise CellNotMaterialized(f"{self.cell_uri(address)} has not been materialized") from exc
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                raise CellNotMaterialized(f"{self.cell_uri(address)} has not been materialized") from exc
+            raise
+
+    def cell_files(self, address: CellAddress) -> list[str]:
+        cell = self.cell_path(address)
+        return [posixpath.join(cell, relative) for relative in self.manifest(address)["files"]]
+
+    def open_cell(self, address: CellAddress, schema: pa.Schema | None = None) -> ds.Dataset:
+        """A lazy dataset of exactly the published files of the cell."""
+        return ds.dataset(self.cell_files(address), schema=schema, format="parquet", filesystem=self.filesystem)
+
+    def delete_cell(self, address: CellAddress) -> None:
+        self._delete_dir(self.cell_path(address))
+
+
+def _abort(background: _BackgroundWriter, writers: Mapping[str, _SubpathWriter]) -> None:
+    if background.enabled and background.thread.is_alive():
+        background.jobs.put(_BackgroundWriter._STOP)
+        background.thread.join()
+    for writer in writers.values():
+        try:
+            writer.close()
+        except Exception:  # the staging folder is deleted anyway
+            pass
+
+
+def iter_batches(dataset: ds.Dataset, columns: list[str] | None = None, batch_size: int = 32_768) -> Iterator[pa.RecordBatch]:
+    """Stream a dataset's batches (bounded memory; skips empty batches)."""
+    for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+        if batch.num_rows:
+            yield batch

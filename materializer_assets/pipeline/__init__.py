@@ -1,0 +1,1 @@
+"""The Dagster layer: one folder per stage, each holding its assets and checks."""

@@ -1,0 +1,165 @@
+"""raw_traces → consented_parquet, with their checks.
+
+Both assets return their cell as a stream; the Parquet IO manager writes and
+publishes it, and the checks then read back what was actually published.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Iterator
+
+import dagster as dg
+import pyarrow.dataset as ds
+
+from ...lib import checks
+from ...lib.lake import CellStream, iter_batches
+from ...lib.normalize import RejectionLog
+from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
+from ...lib.stages import (
+    ConsentedStats,
+    RawStats,
+    consented_stage,
+    raw_stage,
+    require_granted,
+    split_by_consent,
+)
+from ...resources.settings import PrivacyResource, TraceSourceResource
+from ..partitions import cell_partitions, split_cell_key
+
+RAW_REQUIRED = ("trace_id", "timestamp", "date", "model_slug", "content_hash", "source", "extracted_at")
+
+RAW_CHECKS = {
+    "raw_schema_as_declared": "Published files have exactly the normalized schema.",
+    "raw_required_non_null": "Identity and partition columns are never null.",
+    "no_rejected_records": "Warns when the source had records that could not be normalized (counted by reason).",
+}
+CONSENTED_CHECKS = {
+    "only_consented_rows": "Every row has consent=true and a recorded consent source.",
+    "unique_trace_observation_ids": "No duplicate (trace_id, observation_id).",
+    "required_columns_non_null": "Required columns are present and non-null.",
+    "schema_as_declared": "Published files have exactly the normalized schema.",
+    "counts_reconcile": "raw = consented + refused + unknown + dropped.",
+}
+
+
+def _specs(asset_name: str, specs: dict[str, str], warn: tuple[str, ...] = ()) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=name not in warn)
+        for name, description in specs.items()
+    ]
+
+
+def _result(name: str, outcome: checks.CheckOutcome, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=outcome.passed,
+        severity=severity,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
+def _rejection_metadata(rejections: RejectionLog) -> dict:
+    return {
+        "rejected_records": rejections.total,
+        "rejected_by_reason": dict(sorted(rejections.counts.items())),
+        "rejected_unattributed_by_reason": dict(sorted(rejections.unattributed.items())),
+        "rejected_examples": dg.MetadataValue.json(rejections.examples),
+    }
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    group_name="ingest",
+    kinds={"parquet"},
+    metadata={"lake_dataset": "raw-traces"},
+    check_specs=_specs("raw_traces", RAW_CHECKS, warn=("no_rejected_records",)),
+    description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
+)
+def raw_traces(context: dg.AssetExecutionContext, trace_source: TraceSourceResource) -> Iterator:
+    day, model = split_cell_key(context.partition_key)
+    reader = trace_source.open_reader()
+    registry = trace_source.load_registry()
+    context.log.info(f"reading {day} × {model} from {reader.description}")
+    cell = reader.read_cell(date.fromisoformat(day), model)
+    stats = RawStats()
+    stream = CellStream(
+        raw_stage(cell.batches, registry, stats),
+        NORMALIZED_SCHEMA,
+        split=split_by_consent,
+        describe=lambda: {
+            "source": reader.description,
+            "consent_registry": registry.location if registry else "none",
+            **stats.as_metadata(),
+            **_rejection_metadata(cell.rejections),
+        },
+    )
+    try:
+        yield dg.Output(stream)
+    finally:
+        reader.close()
+    published = stream.published
+    yield _result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
+    yield _result("raw_required_non_null", checks.check_required_non_null(published, RAW_REQUIRED))
+    rejected = cell.rejections.total
+    yield dg.AssetCheckResult(
+        check_name="no_rejected_records",
+        passed=rejected == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="no rejected records" if not rejected else f"{rejected} record(s) rejected; see metadata",
+        metadata={
+            "rejected_by_reason": dict(sorted(cell.rejections.counts.items())),
+            "rejected_unattributed_by_reason": dict(sorted(cell.rejections.unattributed.items())),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    group_name="ingest",
+    kinds={"parquet"},
+    metadata={"lake_dataset": "langfuse-traces"},
+    check_specs=_specs("consented_parquet", CONSENTED_CHECKS),
+    description="Only traces with explicit consent, non-empty response, deduplicated and PII-redacted "
+    "(langfuse-traces/date=D/model=M/consent=true/).",
+)
+def consented_parquet(
+    context: dg.AssetExecutionContext,
+    raw_traces: ds.Dataset,
+    trace_source: TraceSourceResource,
+    privacy: PrivacyResource,
+) -> Iterator:
+    registry = trace_source.load_registry()
+    stats = ConsentedStats()
+    stream = CellStream(
+        consented_stage(iter_batches(raw_traces), registry, privacy.redactor(), stats),
+        NORMALIZED_SCHEMA,
+        split=lambda batch: {"consent=true": batch},
+        guard=require_granted,
+        describe=lambda: {
+            "consent_registry": registry.location if registry else "none",
+            "redaction_engine": privacy.engine if privacy.redact else "off",
+            **stats.as_metadata(),
+        },
+    )
+    yield dg.Output(stream)
+    published = stream.published
+    yield _result("only_consented_rows", checks.check_only_granted(published))
+    yield _result("unique_trace_observation_ids", checks.check_unique_ids(published))
+    yield _result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
+    yield _result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
+    yield _result(
+        "counts_reconcile",
+        checks.check_reconciles(
+            raw_traces.count_rows(),
+            {
+                "consented": published.count_rows(),
+                "refused": stats.refused,
+                "unknown": stats.unknown,
+                **{f"dropped_{reason}": count for reason, count in stats.dropped.items()},
+            },
+        ),
+    )

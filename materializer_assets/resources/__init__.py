@@ -1,0 +1,6 @@
+"""Dagster resources and the IO managers the pipeline stores its cells with."""
+
+from .parquet_io import ParquetLakeIOManager
+from .settings import PrivacyResource, TraceSourceResource
+
+__all__ = ["ParquetLakeIOManager", "PrivacyResource", "TraceSourceResource"]

@@ -1,0 +1,150 @@
+"""The Parquet lake on a local folder and on moto's S3 server."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from materializer_assets.lib.lake import (
+    MANIFEST_NAME,
+    CellAddress,
+    CellNotMaterialized,
+    ParquetLake,
+    ParquetWriteOptions,
+)
+from materializer_assets.lib.stages import ConsentViolation, require_granted, split_by_consent
+from materializer_assets.lib.storage import resolve
+
+from .helpers import make_batch
+
+ADDRESS = CellAddress("langfuse-traces", "2026-04-18", "glm-5-32b")
+
+
+def _lake(root: str, **options) -> ParquetLake:
+    return ParquetLake(resolve(root), ParquetWriteOptions(**options))
+
+
+def _rows(lake: ParquetLake, address=ADDRESS) -> list[str]:
+    return sorted(lake.open_cell(address).to_table(columns=["trace_id"]).column(0).to_pylist())
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_root(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path / "warehouse")
+    bucket = request.getfixturevalue("s3_bucket")
+    return f"s3://{bucket}/warehouse"
+
+
+def test_write_publish_and_read_back(lake_root):
+    lake = _lake(lake_root)
+    batch = make_batch(10, consent=True)
+    result = lake.write_cell(ADDRESS, iter([batch]), batch.schema, split=lambda b: {"consent=true": b})
+    assert result.rows == 10 and len(result.files) == 1 and result.bytes > 0
+    assert result.files[0].startswith("consent=true/part-")
+    assert _rows(lake) == sorted(batch.column("trace_id").to_pylist())
+    manifest = lake.manifest(ADDRESS)
+    assert manifest["rows"] == 10 and manifest["files"] == result.files
+    # Hive layout of our design document
+    assert lake.cell_files(ADDRESS)[0].endswith(
+        f"langfuse-traces/date=2026-04-18/model=glm-5-32b/consent=true/{result.files[0].split('/')[-1]}"
+    )
+
+
+def test_rewriting_a_cell_replaces_it_without_leftovers(lake_root):
+    lake = _lake(lake_root)
+    first = make_batch(10, consent=True)
+    lake.write_cell(ADDRESS, iter([first]), first.schema, split=lambda b: {"consent=true": b})
+    second = make_batch(4, consent=True, prefix="new")
+    lake.write_cell(ADDRESS, iter([second]), second.schema, split=lambda b: {"consent=true": b})
+    assert _rows(lake) == sorted(second.column("trace_id").to_pylist())
+    # only the new version's files remain under the cell, staging is empty
+    files = _all_files(lake, lake.cell_path(ADDRESS))
+    assert sorted(f for f in files if not f.endswith(MANIFEST_NAME)) == sorted(lake.cell_files(ADDRESS))
+    assert not _all_files(lake, f"{lake.root.path}/_staging")
+
+
+def test_failure_halfway_publishes_nothing_and_keeps_the_previous_version(lake_root):
+    lake = _lake(lake_root, row_group_rows=5)
+    good = make_batch(6, consent=True)
+    lake.write_cell(ADDRESS, iter([good]), good.schema)
+
+    def failing_stream():
+        yield make_batch(7, consent=True, prefix="half")  # written to staging
+        raise ConnectionError("source went away")
+
+    with pytest.raises(ConnectionError):
+        lake.write_cell(ADDRESS, failing_stream(), good.schema)
+    assert _rows(lake) == sorted(good.column("trace_id").to_pylist())
+    assert not _all_files(lake, f"{lake.root.path}/_staging")
+    live = sorted(f for f in _all_files(lake, lake.cell_path(ADDRESS)) if not f.endswith(MANIFEST_NAME))
+    assert live == sorted(lake.cell_files(ADDRESS))
+
+
+def test_reading_a_cell_never_written_is_a_clear_error(lake_root):
+    with pytest.raises(CellNotMaterialized, match="has not been materialized"):
+        _lake(lake_root).open_cell(ADDRESS)
+
+
+def test_an_empty_stream_publishes_an_empty_cell(lake_root):
+    lake = _lake(lake_root)
+    schema = make_batch(1).schema
+    result = lake.write_cell(ADDRESS, iter([]), schema)
+    assert result.rows == 0 and result.files == []
+    assert lake.open_cell(ADDRESS, schema).count_rows() == 0
+
+
+def test_split_by_consent_writes_three_subfolders(tmp_path):
+    lake = _lake(str(tmp_path))
+    batch = pa.concat_batches(
+        [make_batch(3, consent=True, prefix="y"), make_batch(2, consent=False, prefix="n"), make_batch(1, consent=None, prefix="u")]
+    )
+    result = lake.write_cell(ADDRESS, iter([batch]), batch.schema, split=split_by_consent)
+    assert result.rows_by_subpath == {"consent=true": 3, "consent=false": 2, "consent=unknown": 1}
+    true_files = [f for f in lake.cell_files(ADDRESS) if "/consent=true/" in f]
+    assert pq.read_table(true_files[0]).column("consent").to_pylist() == [True] * 3
+
+
+def test_consent_guard_aborts_the_whole_cell(tmp_path):
+    lake = _lake(str(tmp_path))
+    batch = pa.concat_batches([make_batch(3, consent=True), make_batch(1, consent=None, prefix="u")])
+    with pytest.raises(ConsentViolation):
+        lake.write_cell(ADDRESS, iter([batch]), batch.schema, guard=require_granted)
+    with pytest.raises(CellNotMaterialized):
+        lake.open_cell(ADDRESS)
+
+
+def test_streaming_write_rolls_row_groups_and_files(tmp_path):
+    lake = _lake(str(tmp_path), row_group_rows=100, max_rows_per_file=250)
+    batches = [make_batch(50, prefix=f"b{i}") for i in range(12)]  # 600 rows
+    result = lake.write_cell(ADDRESS, iter(batches), batches[0].schema)
+    assert result.rows == 600
+    # a file closes once it holds max_rows_per_file rows (whole row groups)
+    assert len(result.files) == 2
+    metadata = pq.ParquetFile(lake.cell_files(ADDRESS)[0]).metadata
+    assert metadata.num_rows == 300 and metadata.num_row_groups == 3
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_s3_files_are_where_the_layout_says(s3_bucket):
+    lake = _lake(f"s3://{s3_bucket}/wh")
+    batch = make_batch(3, consent=True)
+    lake.write_cell(ADDRESS, iter([batch]), batch.schema, split=lambda b: {"consent=true": b})
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert f"wh/langfuse-traces/date=2026-04-18/model=glm-5-32b/{MANIFEST_NAME}" in keys
+    parquet_keys = [k for k in keys if k.endswith(".parquet")]
+    assert len(parquet_keys) == 1
+    assert parquet_keys[0].startswith("wh/langfuse-traces/date=2026-04-18/model=glm-5-32b/consent=true/part-")
+    body = boto3.client("s3").get_object(Bucket=s3_bucket, Key=f"wh/langfuse-traces/date=2026-04-18/model=glm-5-32b/{MANIFEST_NAME}")["Body"].read()
+    assert json.loads(body)["rows"] == 3
+
+
+def _all_files(lake: ParquetLake, path: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    infos = lake.filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return [info.path for info in infos if info.type == pafs.FileType.File]
