@@ -226,6 +226,11 @@ class ParquetLake:
     def filesystem(self) -> pafs.FileSystem:
         return self.root.filesystem
 
+    def _make_dir(self, path: str) -> None:
+        # Object stores have no folders; creating one would leave marker objects.
+        if isinstance(self.filesystem, pafs.LocalFileSystem):
+            self.filesystem.create_dir(path, recursive=True)
+
     def cell_path(self, address: CellAddress) -> str:
         return posixpath.join(self.root.path, address.relative_path)
 
@@ -250,7 +255,7 @@ class ParquetLake:
         """
         token = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         staging = posixpath.join(self.root.path, STAGING_DIR, token)
-        self.filesystem.create_dir(staging, recursive=True)
+        self._make_dir(staging)
         writers: dict[str, _SubpathWriter] = {}
         background = _BackgroundWriter(self.options.writer_thread)
         try:
@@ -270,7 +275,7 @@ class ParquetLake:
                         writer = writers[subpath] = _SubpathWriter(
                             subpath, staging, token, schema, self.filesystem, self.options
                         )
-                        self.filesystem.create_dir(posixpath.join(staging, subpath), recursive=True)
+                        self._make_dir(posixpath.join(staging, subpath))
                     writer.buffer.append(part)
                     writer.buffered_rows += part.num_rows
                     writer.buffered_bytes += part.nbytes
@@ -306,11 +311,11 @@ class ParquetLake:
         schema: pa.Schema,
     ) -> CellWriteResult:
         cell = self.cell_path(address)
-        self.filesystem.create_dir(cell, recursive=True)
+        self._make_dir(cell)
         total_bytes = 0
         for relative in files:
             destination = posixpath.join(cell, relative)
-            self.filesystem.create_dir(posixpath.dirname(destination), recursive=True)
+            self._make_dir(posixpath.dirname(destination))
             self.filesystem.move(posixpath.join(staging, relative), destination)
             total_bytes += self.filesystem.get_file_info(destination).size or 0
         manifest = {

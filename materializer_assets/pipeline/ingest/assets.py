@@ -4,10 +4,8 @@ Both assets return their cell as a stream; the Parquet IO manager writes and
 publishes it, and the checks then read back what was actually published.
 """
 
-from __future__ import annotations
 
 from datetime import date
-from typing import Iterator
 
 import dagster as dg
 import pyarrow.dataset as ds
@@ -78,7 +76,7 @@ def _rejection_metadata(rejections: RejectionLog) -> dict:
     check_specs=_specs("raw_traces", RAW_CHECKS, warn=("no_rejected_records",)),
     description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
 )
-def raw_traces(context: dg.AssetExecutionContext, trace_source: TraceSourceResource) -> Iterator:
+def raw_traces(context: dg.AssetExecutionContext, trace_source: TraceSourceResource):
     day, model = split_cell_key(context.partition_key)
     reader = trace_source.open_reader()
     registry = trace_source.load_registry()
@@ -131,7 +129,7 @@ def consented_parquet(
     raw_traces: ds.Dataset,
     trace_source: TraceSourceResource,
     privacy: PrivacyResource,
-) -> Iterator:
+):
     registry = trace_source.load_registry()
     stats = ConsentedStats()
     stream = CellStream(
