@@ -97,8 +97,16 @@ def _summarize(result, slug: str, name: str | None) -> tuple[bool, str]:
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                line += f"\n       {event.step_key}: {event.step_failure_data.error.message.strip().splitlines()[0]}"
+                line += f"\n       {event.step_key}: {_root_cause(event.step_failure_data.error)}"
     return ok, line
+
+
+def _root_cause(error) -> str:
+    """The first error under Dagster's wrappers: the one that says what went wrong."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    message = error.message.strip().splitlines()[0] if error.message.strip() else ""
+    return message if message.startswith(error.cls_name or "") else f"{error.cls_name}: {message}"
 
 
 def run(day: str, models: Sequence[str]) -> int:
