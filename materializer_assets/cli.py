@@ -109,7 +109,7 @@ def _root_cause(error) -> str:
     return message if message.startswith(error.cls_name or "") else f"{error.cls_name}: {message}"
 
 
-def run(day: str, models: Sequence[str]) -> int:
+def run(day: str, models: Sequence[str], verbose: bool = False) -> int:
     from .definitions import defs
     from .lib.sources import SourceUnavailableError
     from .pipeline.partitions import MODEL_DIMENSION, cell_key, date_partitions
@@ -130,10 +130,12 @@ def run(day: str, models: Sequence[str]) -> int:
     instance.add_dynamic_partitions(MODEL_DIMENSION, sorted(cells))
     job = defs.resolve_implicit_global_asset_job_def()
     print(f"{day}: {len(cells)} cell(s); Dagster home {os.environ['DAGSTER_HOME']}")
+    # Dagster's console logger prints every event; the summary lines say what matters.
+    run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     all_ok = True
     for slug in sorted(cells):
         result = job.execute_in_process(
-            instance=instance, partition_key=cell_key(day, slug), raise_on_error=False
+            instance=instance, partition_key=cell_key(day, slug), run_config=run_config, raise_on_error=False
         )
         ok, line = _summarize(result, slug, cells[slug])
         all_ok &= ok
@@ -172,11 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument(
         "--model", action="append", default=[], help="only this model (name as in the data, or its slug); repeatable"
     )
+    run_parser.add_argument("--verbose", action="store_true", help="print Dagster's event log too")
     models_parser = commands.add_parser("models", help="list the models (and their partition slugs) of a day")
     models_parser.add_argument("--date", required=True, type=_valid_day)
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.date, args.model)
+        return run(args.date, args.model, args.verbose)
     return list_models(args.date)
 
 
