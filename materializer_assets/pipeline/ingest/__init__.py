@@ -1,0 +1,38 @@
+"""Stage 1: sources → raw_traces → consented_parquet (the consent-safe Parquet lake)."""
+
+from __future__ import annotations
+
+import os
+
+from ...resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from ...resources.parquet_io import DEFAULT_WAREHOUSE
+from ..settings import env_flag, env_list, secret_setting
+from .assets import consented_parquet, raw_traces
+
+ASSETS = [raw_traces, consented_parquet]
+SENSORS: list = []
+SCHEDULES: list = []
+
+
+def build_resources() -> dict:
+    privacy_kwargs = {
+        "redact": env_flag("MATERIALIZER_REDACT", True),
+        "engine": os.environ.get("MATERIALIZER_REDACTION_ENGINE", "patterns"),
+    }
+    entities = env_list("MATERIALIZER_REDACT_ENTITIES")
+    if entities:
+        privacy_kwargs["entities"] = entities
+    return {
+        "trace_source": TraceSourceResource(
+            source=secret_setting("MATERIALIZER_SOURCE"),
+            consent_registry=secret_setting("MATERIALIZER_CONSENT_REGISTRY"),
+            convert_to_single_turn=env_flag("MATERIALIZER_CONVERT_TO_SINGLE_TURN", True),
+        ),
+        "privacy": PrivacyResource(**privacy_kwargs),
+        "parquet_io_manager": ParquetLakeIOManager(
+            warehouse=os.environ.get("MATERIALIZER_WAREHOUSE", DEFAULT_WAREHOUSE),
+        ),
+    }
+
+
+__all__ = ["ASSETS", "SCHEDULES", "SENSORS", "build_resources"]
