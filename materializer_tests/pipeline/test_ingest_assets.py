@@ -215,3 +215,29 @@ def test_bundled_sample_day_materializes_with_passing_checks(tmp_path):
     for path in (tmp_path / "wh" / "langfuse-traces").rglob("*.parquet"):
         table = pq.read_table(path, columns=["consent", "consent_source"])
         assert set(table.column("consent").to_pylist()) == {True}
+
+
+@pytest.mark.parametrize("model", ["acme|router v2", "../../etc", "modèle/été,1", "a" * 300])
+def test_odd_model_names_get_their_own_cell(tmp_path, model):
+    folder = tmp_path / "source"
+    _write_jsonl(folder / "x.jsonl", [_chat("t1", "alice", True, model=model), _chat("t2", "alice", True, model="glm-5-32b")])
+    slug = model_slug(model)
+    warehouse = tmp_path / "wh"
+    result = _materialize(_resources(str(folder), str(warehouse)), slug)
+    assert result.success
+    cells = list((warehouse / "langfuse-traces" / f"date={DAY}").iterdir())
+    assert [cell.name for cell in cells] == [f"model={slug}"]  # never a path outside the cell
+    table = ds.dataset(list(cells[0].rglob("*.parquet"))).to_table()
+    assert table.column("model").to_pylist() == [model]
+    assert table.column("trace_id").to_pylist() == ["t1"]
+
+
+def test_a_5mb_response_goes_through(tmp_path):
+    folder = tmp_path / "source"
+    big = "lorem ipsum " * (5 * 2**20 // 12)
+    _write_jsonl(folder / "x.jsonl", [_chat("big", "alice", True, model="glm-5-32b", answer=big)])
+    warehouse = tmp_path / "wh"
+    result = _materialize(_resources(str(folder), str(warehouse)), "glm-5-32b")
+    assert result.success
+    files = list((warehouse / "langfuse-traces").rglob("*.parquet"))
+    assert pq.read_table(files[0]).column("response").to_pylist() == [big]
