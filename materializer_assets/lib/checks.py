@@ -6,7 +6,6 @@ Each returns a :class:`CheckOutcome`; the Dagster layer turns it into an
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import pyarrow.dataset as ds
 
 from .consent import SOURCE_COLUMN, SOURCE_METADATA, SOURCE_REGISTRY, SOURCE_TAG
 from .lake import iter_batches
+from .stages import identity_key
 
 GRANTING_SOURCES = frozenset({SOURCE_REGISTRY, SOURCE_COLUMN, SOURCE_TAG, SOURCE_METADATA})
 
@@ -59,7 +59,7 @@ def check_unique_ids(dataset: ds.Dataset) -> CheckOutcome:
     examples: list[str] = []
     for batch in iter_batches(dataset, ["trace_id", "observation_id"]):
         for trace_id, observation_id in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-            key = hashlib.blake2b(f"{trace_id}\x00{observation_id or ''}".encode(), digest_size=16).digest()
+            key = identity_key(trace_id, observation_id)
             if key in seen:
                 duplicates += 1
                 if len(examples) < 5:

@@ -88,7 +88,8 @@ def raw_stage(
         yield batch
 
 
-def _dedup_key(trace_id: str, observation_id: str | None) -> bytes:
+def identity_key(trace_id: str, observation_id: str | None) -> bytes:
+    """The dedup key of a row: (trace_id, observation_id), as a compact digest."""
     # 16-byte digests keep the seen-set small for million-row cells.
     return hashlib.blake2b(f"{trace_id}\x00{observation_id or ''}".encode(), digest_size=16).digest()
 
@@ -117,7 +118,7 @@ def consented_stage(
         for trace_id, observation_id in zip(
             batch.column("trace_id").to_pylist(), batch.column("observation_id").to_pylist()
         ):
-            key = _dedup_key(trace_id, observation_id)
+            key = identity_key(trace_id, observation_id)
             keep.append(key not in seen)
             seen.add(key)
         stats.dropped[DROP_DUPLICATE] += keep.count(False)
