@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .pipeline import ingest
+from .pipeline import ingest, lakehouse, scoring
 
-STAGES = [ingest]
+STAGES = [ingest, lakehouse, scoring]
 
 ASSETS = [asset for stage in STAGES for asset in stage.ASSETS]
 
@@ -27,5 +27,6 @@ defs = dg.Definitions(
     assets=ASSETS,
     sensors=[sensor for stage in STAGES for sensor in stage.SENSORS],
     schedules=[schedule for stage in STAGES for schedule in stage.SCHEDULES],
+    jobs=[job for stage in STAGES for job in getattr(stage, "JOBS", [])],
     resources=build_resources(),
 )

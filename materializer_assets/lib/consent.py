@@ -104,6 +104,9 @@ class ConsentRegistry:
     def __contains__(self, user_id: object) -> bool:
         return user_id in self._entries
 
+    def items(self):
+        return self._entries.items()
+
     def get(self, user_id: str | None) -> RegistryEntry | None:
         if user_id is None:
             return None

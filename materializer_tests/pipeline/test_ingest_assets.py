@@ -11,7 +11,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from materializer_assets.definitions import ASSETS
+from materializer_assets.pipeline.ingest import ASSETS
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource

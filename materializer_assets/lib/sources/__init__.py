@@ -3,7 +3,8 @@
 - unset / empty: the bundled sample (``materializer_assets/sample_data``)
 - ``postgresql://user@host:5432/db[?table=traces]``: the Postgres ``traces`` table
 - a local folder or ``s3://bucket/prefix``: Langfuse blob-export files and JSONL
-- ``langfuse`` or ``https://…``: the Langfuse HTTP API (see the Langfuse issue)
+- ``langfuse`` or ``https://host``: the Langfuse API (LANGFUSE_BASE_URL/LANGFUSE_HOST,
+  LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY)
 """
 
 from __future__ import annotations
@@ -36,11 +37,10 @@ def open_source(uri: str | None, options: ReadOptions | None = None, s3_options:
         from .postgres import PostgresTraceReader
 
         return PostgresTraceReader(uri.replace("postgresql+psycopg://", "postgresql://", 1), options=options)
-    if uri == "langfuse" or uri.startswith(("http://", "https://")):
-        raise SourceUnavailableError(
-            "the Langfuse HTTP API reader is not available in this version; "
-            "point MATERIALIZER_SOURCE at a blob export folder, a Postgres table or JSONL files"
-        )
+    if uri.lower() == "langfuse" or uri.lower().startswith(("http://", "https://")):
+        from .langfuse import LangfuseTraceReader
+
+        return LangfuseTraceReader.from_source(uri, options=options)
     from .files import FileTraceReader
 
     return FileTraceReader(uri, options=options, s3_options=s3_options)

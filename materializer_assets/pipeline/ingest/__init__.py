@@ -8,10 +8,13 @@ from ...resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResou
 from ...resources.parquet_io import DEFAULT_WAREHOUSE
 from ..settings import env_flag, env_list, secret_setting
 from .assets import consented_parquet, raw_traces
+from .schedules import daily_cells
+from .sensors import blob_export_files, langfuse_new_traces, materialize_cells
 
 ASSETS = [raw_traces, consented_parquet]
-SENSORS: list = []
-SCHEDULES: list = []
+SENSORS: list = [langfuse_new_traces, blob_export_files]
+SCHEDULES: list = [daily_cells]
+JOBS: list = [materialize_cells]
 
 
 def build_resources() -> dict:
@@ -35,4 +38,4 @@ def build_resources() -> dict:
     }
 
 
-__all__ = ["ASSETS", "SCHEDULES", "SENSORS", "build_resources"]
+__all__ = ["ASSETS", "JOBS", "SCHEDULES", "SENSORS", "build_resources"]

@@ -5,6 +5,7 @@ publishes it, and the checks then read back what was actually published.
 """
 
 
+import os
 from datetime import date
 
 import dagster as dg
@@ -22,6 +23,8 @@ from ...lib.stages import (
     require_granted,
     split_by_consent,
 )
+from ...lib.erasure import ErasureLedger
+from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import PrivacyResource, TraceSourceResource
 from ..partitions import cell_partitions, split_cell_key
 
@@ -76,21 +79,35 @@ def _rejection_metadata(rejections: RejectionLog) -> dict:
     check_specs=_specs("raw_traces", RAW_CHECKS, warn=("no_rejected_records",)),
     description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
 )
-def raw_traces(context: dg.AssetExecutionContext, trace_source: TraceSourceResource):
+def raw_traces(
+    context: dg.AssetExecutionContext, trace_source: TraceSourceResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+):
     day, model = split_cell_key(context.partition_key)
     reader = trace_source.open_reader()
     registry = trace_source.load_registry()
     context.log.info(f"reading {day} × {model} from {reader.description}")
     cell = reader.read_cell(date.fromisoformat(day), model)
+    # Users already erased (GDPR) must not come back when the source is read again.
+    ledger = ErasureLedger(parquet_io_manager.lake().root, salt=os.environ.get("MATERIALIZER_ERASURE_SALT") or None)
+    forgotten = {"rows": 0}
+
+    def without_forgotten(batches):
+        for batch in batches:
+            batch, dropped = ledger.drop_forgotten(batch, registry)
+            forgotten["rows"] += dropped
+            yield batch
+
     stats = RawStats()
     stream = CellStream(
-        raw_stage(cell.batches, registry, stats),
+        raw_stage(without_forgotten(cell.batches), registry, stats),
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
             "source": reader.description,
             "consent_registry": registry.location if registry else "none",
             **stats.as_metadata(),
+            "rows_dropped_erased_users": forgotten["rows"],
             **_rejection_metadata(cell.rejections),
         },
     )

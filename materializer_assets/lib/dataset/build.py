@@ -1,0 +1,205 @@
+"""Build ``reward_dataset`` rows: traces + scores → rewards, labels, splits, lineage.
+
+The asset does two streaming passes over its cell::
+
+    builder = RewardDatasetBuilder(RewardConfig(), SplitConfig(), RewardLineage(snapshot_id),
+                                   scores=ScoreLookup(judge=judge_table, ragas=ragas_table))
+    builder.plan(scan(columns=builder.plan_columns))      # pass 1: splits (ids + prompt texts)
+    for batch in builder.batches(scan()):                  # pass 2: rows in REWARD_DATASET_SCHEMA
+        write(batch)
+    builder.metadata()                                     # counts, histogram, preview
+
+Input batches are normalized trace rows (``lib/schema.py``; ``feedback_score``
+included) plus, when scores are joined by the caller instead of
+:class:`ScoreLookup`, the columns ``ragas_reward``, ``ragas_status``,
+``ragas_version``, ``judge_score``, ``judge_status``, ``judge_model`` and
+``prompt_version`` (any of them may be absent: null).
+
+Consent is enforced at write time: a row without consent = true and a
+recorded consent source raises :class:`~materializer_assets.lib.stages.ConsentViolation`
+before anything is yielded for its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..stages import require_granted
+from .rewards import RewardConfig, reward_columns
+from .schema import PASSTHROUGH_COLUMNS, REWARD_DATASET_SCHEMA
+from .splits import SplitConfig, SplitPlan, SplitPlanner, SplitStats
+from .summary import RewardSummary
+
+# Score columns taken from each scoring asset, renamed for the reward row.
+JUDGE_COLUMNS = {"judge_score": "judge_score", "status": "judge_status", "judge_model": "judge_model", "prompt_version": "prompt_version"}
+RAGAS_COLUMNS = {"ragas_reward": "ragas_reward", "status": "ragas_status", "prompt_version": "ragas_version"}
+SCORE_KEY_COLUMNS = ("trace_id", "observation_id", "content_hash")
+
+_KEY = "__score_key"
+
+
+class DuplicateScoreRows(ValueError):
+    """A scoring table has two rows for one (trace_id, observation_id, content_hash)."""
+
+
+def _key(table: pa.Table) -> pa.ChunkedArray:
+    observation = pc.fill_null(table.column("observation_id").cast(pa.string()), "")
+    return pc.binary_join_element_wise(
+        table.column("trace_id").cast(pa.string()), observation, table.column("content_hash").cast(pa.string()), "\x1f"
+    )
+
+
+def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> pa.Table | None:
+    if scores is None:
+        return None
+    missing = [c for c in (*SCORE_KEY_COLUMNS, *columns) if c not in scores.column_names]
+    if missing:
+        raise ValueError(f"{name} scores lack columns {missing}")
+    keys = _key(scores)
+    if pc.count_distinct(keys).as_py() != len(keys):
+        raise DuplicateScoreRows(f"{name} scores have duplicate (trace_id, observation_id, content_hash) rows")
+    picked = scores.select(list(columns)).rename_columns([columns[c] for c in columns])
+    return picked.append_column(_KEY, keys)
+
+
+class ScoreLookup:
+    """Scores of one cell, joined onto trace batches by (trace_id, observation_id, content_hash).
+
+    The content hash is part of the key, so a trace re-extracted with different
+    content never inherits the old content's score. A trace without a score
+    row gets null scores (and null statuses: not scored).
+    """
+
+    def __init__(self, judge: pa.Table | None = None, ragas: pa.Table | None = None) -> None:
+        self._tables = [t for t in (_prepare(judge, JUDGE_COLUMNS, "judge"), _prepare(ragas, RAGAS_COLUMNS, "ragas")) if t is not None]
+
+    def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        """``batch`` with the score columns appended (replacing same-named ones), row order kept."""
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if not self._tables:
+            return table
+        keys = _key(table)
+        for scores in self._tables:
+            # index_in + take: a vectorized lookup that, unlike an Acero join,
+            # accepts the nested (list/struct) columns of the trace side.
+            positions = pc.index_in(keys, value_set=scores.column(_KEY))
+            picked = scores.drop_columns([_KEY]).take(positions)
+            for name in picked.column_names:
+                if name in table.column_names:
+                    table = table.drop_columns([name])
+                table = table.append_column(name, picked.column(name))
+        return table
+
+
+@dataclass(frozen=True)
+class RewardLineage:
+    """Lineage the batches do not carry: the Iceberg snapshot the cell was read from."""
+
+    iceberg_snapshot_id: int | None = None
+
+
+def reward_batch(
+    batch: pa.RecordBatch | pa.Table,
+    *,
+    config: RewardConfig,
+    plan: SplitPlan,
+    lineage: RewardLineage = RewardLineage(),
+) -> pa.RecordBatch:
+    """One batch of traces (already joined with scores) as ``REWARD_DATASET_SCHEMA`` rows."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    table = table.combine_chunks()
+    if "consent" not in table.column_names or "consent_source" not in table.column_names:
+        raise ValueError("reward rows need the consent and consent_source columns (consent lineage)")
+    for part in table.to_batches():
+        require_granted(part)
+    n = table.num_rows
+    computed: dict[str, pa.Array | pa.ChunkedArray] = {}
+    computed.update(reward_columns(table, config))
+    computed.update(plan.assign(table))
+    computed["iceberg_snapshot_id"] = pa.array([lineage.iceberg_snapshot_id] * n, pa.int64())
+    computed["reward_spec"] = pa.array([config.spec()] * n, pa.string())
+    computed["split_spec"] = pa.array([plan.config.spec()] * n, pa.string())
+    arrays = []
+    for field in REWARD_DATASET_SCHEMA:
+        if field.name in computed:
+            values = computed[field.name]
+        elif field.name in PASSTHROUGH_COLUMNS and field.name in table.column_names:
+            values = table.column(field.name)
+        elif field.nullable:
+            values = pa.nulls(n, field.type)
+        else:
+            raise ValueError(f"reward rows need the column {field.name!r}")
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks() if values.num_chunks else pa.array([], field.type)
+        if field.name == "iceberg_snapshot_id" or values.type != field.type:
+            values = values.cast(field.type)
+        if not field.nullable and values.null_count:
+            raise ValueError(f"column {field.name!r} has {values.null_count} null(s) and may not")
+        arrays.append(values)
+    return pa.RecordBatch.from_arrays(arrays, schema=REWARD_DATASET_SCHEMA)
+
+
+class RewardDatasetBuilder:
+    """Two-pass builder of a ``reward_dataset`` cell (see the module docstring)."""
+
+    def __init__(
+        self,
+        reward_config: RewardConfig | None = None,
+        split_config: SplitConfig | None = None,
+        lineage: RewardLineage | None = None,
+        scores: ScoreLookup | None = None,
+        summary: RewardSummary | None = None,
+    ) -> None:
+        self.reward_config = reward_config or RewardConfig()
+        self.split_config = split_config or SplitConfig()
+        self.lineage = lineage or RewardLineage()
+        self.scores = scores
+        self.summary = summary or RewardSummary()
+        self._plan: SplitPlan | None = None
+
+    @property
+    def plan_columns(self) -> list[str]:
+        return SplitPlanner(self.split_config).columns
+
+    def plan(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> SplitStats:
+        planner = SplitPlanner(self.split_config)
+        for batch in batches:
+            if batch.num_rows:
+                planner.add(batch)
+        self._plan = planner.finish()
+        return self._plan.stats
+
+    def batches(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[pa.RecordBatch]:
+        if self._plan is None:
+            raise RuntimeError("RewardDatasetBuilder.plan must run before batches")
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            if self.scores is not None:
+                batch = self.scores.attach(batch)
+            out = reward_batch(batch, config=self.reward_config, plan=self._plan, lineage=self.lineage)
+            self.summary.add(out)
+            yield out
+
+    def metadata(self) -> dict:
+        split_stats = self._plan.stats.as_metadata() if self._plan is not None else {}
+        return {**split_stats, **self.summary.as_metadata(), "reward_spec": self.reward_config.spec(), "split_spec": self.split_config.spec()}
+
+
+def build_reward_table(
+    traces: pa.Table,
+    *,
+    reward_config: RewardConfig | None = None,
+    split_config: SplitConfig | None = None,
+    lineage: RewardLineage | None = None,
+    scores: ScoreLookup | None = None,
+) -> tuple[pa.Table, dict]:
+    """In-memory convenience over :class:`RewardDatasetBuilder`: ``(table, metadata)``."""
+    builder = RewardDatasetBuilder(reward_config, split_config, lineage, scores)
+    builder.plan(traces.to_batches())
+    batches = list(builder.batches(traces.to_batches()))
+    return pa.Table.from_batches(batches, schema=REWARD_DATASET_SCHEMA), builder.metadata()

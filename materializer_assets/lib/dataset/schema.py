@@ -1,0 +1,130 @@
+"""The Arrow schema of ``reward_dataset``: one row per consented trace.
+
+The row keeps what the exports need (the conversation, the response, the
+model, latency and tokens), the reward with every component it came from,
+the label, the split, and the lineage that leads back to the Langfuse trace
+(``trace_id``/``observation_id``/``source``), to the Iceberg snapshot it was
+read from and to the judge call (``judge_model`` + ``prompt_version`` +
+``content_hash`` is the judge cache key) and the Ragas settings.
+
+Rows removed from training (exact duplicates, test rows that near-duplicate a
+train prompt) stay in the table with ``split = "excluded"`` and the reason in
+``excluded_reason``: the table is the full record of what was scored; the
+exports read only ``train`` and ``test``.
+
+Columns are only ever appended at the end (Iceberg evolves with
+``union_by_name``).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ..schema import MESSAGE_TYPE
+
+TRAIN = "train"
+TEST = "test"
+EXCLUDED = "excluded"
+SPLITS = (TRAIN, TEST)
+
+# excluded_reason values
+EXCLUDED_DUPLICATE = "duplicate"  # same prompt side + response as a kept row
+EXCLUDED_NEAR_DUPLICATE = "near_duplicate_of_train"  # a test row whose prompt near-duplicates a train prompt
+
+REWARD_DATASET_SCHEMA = pa.schema(
+    [
+        # identity and partition
+        pa.field("trace_id", pa.string(), nullable=False),
+        pa.field("observation_id", pa.string()),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("date", pa.string(), nullable=False),
+        pa.field("model", pa.string()),
+        pa.field("model_slug", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("environment", pa.string()),
+        # the training example
+        pa.field("messages", pa.list_(MESSAGE_TYPE)),
+        pa.field("prompt", pa.string()),
+        pa.field("response", pa.string()),
+        pa.field("contexts", pa.list_(pa.string())),
+        pa.field("tools", pa.string()),
+        pa.field("latency_ms", pa.int64()),
+        pa.field("input_tokens", pa.int64()),
+        pa.field("output_tokens", pa.int64()),
+        pa.field("total_tokens", pa.int64()),
+        pa.field("cost_usd", pa.float64()),
+        pa.field("content_hash", pa.string(), nullable=False),
+        # consent lineage (checked: consent = true and a recorded source on every row)
+        pa.field("consent", pa.bool_()),
+        pa.field("consent_source", pa.string()),
+        # reward components and result
+        pa.field("ragas_reward", pa.float64()),
+        pa.field("ragas_status", pa.string()),
+        pa.field("judge_score", pa.float64()),
+        pa.field("judge_status", pa.string()),
+        pa.field("feedback_score", pa.float64()),  # raw, as the source gave it
+        pa.field("feedback_reward", pa.float64()),  # normalized to [0, 1]
+        pa.field("feedback_status", pa.string()),
+        pa.field("final_reward", pa.float64()),
+        pa.field("reward_source", pa.string()),  # e.g. "ragas+judge"
+        pa.field("label", pa.string()),  # preferred / neutral / non_preferred; null = unlabeled
+        # split
+        pa.field("split", pa.string(), nullable=False),  # train / test / excluded
+        pa.field("split_key", pa.string(), nullable=False),  # the group hashed, e.g. "user_id:u-17"
+        pa.field("excluded_reason", pa.string()),
+        # lineage
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("iceberg_snapshot_id", pa.int64()),
+        pa.field("judge_model", pa.string()),
+        pa.field("prompt_version", pa.string()),  # the judge prompt's version
+        pa.field("ragas_version", pa.string()),  # ragas package version + settings hash
+        pa.field("reward_spec", pa.string()),  # weights, thresholds, feedback scale (JSON)
+        pa.field("split_spec", pa.string()),  # grouping, fraction, salt, near-dup settings (JSON)
+    ]
+)
+
+REWARD_COLUMN_NAMES: tuple[str, ...] = tuple(REWARD_DATASET_SCHEMA.names)
+
+# Columns copied unchanged from the normalized trace (and its joined scores) when present.
+PASSTHROUGH_COLUMNS: tuple[str, ...] = (
+    "trace_id",
+    "observation_id",
+    "timestamp",
+    "date",
+    "model",
+    "model_slug",
+    "user_id",
+    "session_id",
+    "environment",
+    "messages",
+    "prompt",
+    "response",
+    "contexts",
+    "tools",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_usd",
+    "content_hash",
+    "consent",
+    "consent_source",
+    "ragas_reward",
+    "ragas_status",
+    "judge_score",
+    "judge_status",
+    "feedback_score",
+    "source",
+    "judge_model",
+    "prompt_version",
+    "ragas_version",
+)
+
+# Text columns: no statistics, no dictionary when written to Parquet.
+TEXT_COLUMNS: tuple[str, ...] = ("messages", "prompt", "response", "contexts", "tools")
+
+# A chat message as TRL's conversational formats expect it: {"role", "content"}.
+# Tool calls are carried as their JSON text in ``content`` (as ``response`` already does).
+CHAT_MESSAGE_TYPE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
+CHAT_TYPE = pa.list_(CHAT_MESSAGE_TYPE)

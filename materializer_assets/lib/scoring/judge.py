@@ -1,0 +1,227 @@
+"""One LLM judge: an OpenAI-compatible endpoint and a model, asked the design document's prompt.
+
+Structured output is detected once per endpoint (per client): the first
+request asks for ``response_format={"type": "json_schema", ...}``; a server
+that refuses it (HTTP 400/415/422/500/501 — llama.cpp answers 500) is asked
+again with ``{"type": "json_object", "schema": ...}``, then with no
+``response_format`` at all; the first mode the server accepts is used for
+every later request. The reply is always read by the tolerant parser
+(:mod:`.parsing`), so a server that ignores the format still works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .http import CallLedger, EndpointStats, RequestGuard, RetryPolicy, async_openai_client, charged_to, without_retry_on
+from .parsing import ParsedScore, parse_judge_reply
+from .prompt import JUDGE_REPLY_SCHEMA, JudgePrompt
+from .schema import ERROR, OK, UNPARSEABLE
+
+JSON_SCHEMA = "json_schema"
+JSON_OBJECT = "json_object"
+PLAIN = "none"
+AUTO = "auto"
+STRUCTURED_MODES = (JSON_SCHEMA, JSON_OBJECT, PLAIN)
+# Statuses with which a server says "I do not support this response_format".
+REJECTION_STATUSES = frozenset({400, 415, 422, 500, 501})
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible endpoint and the model to ask there."""
+
+    base_url: str
+    model: str
+    api_key: str = field(default="", repr=False)
+    name: str = ""  # a label for the committee; the model name by default
+
+    @property
+    def label(self) -> str:
+        return self.name or self.model
+
+
+@dataclass
+class JudgeOutcome:
+    status: str
+    score: float | None = None
+    raw_score: float | None = None
+    reasoning: str | None = None
+    attempts: int = 0
+    latency_ms: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+    cached: bool = False
+    scored_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def to_payload(self) -> dict:
+        """What the score cache keeps."""
+        return {
+            "status": self.status,
+            "score": self.score,
+            "raw_score": self.raw_score,
+            "reasoning": self.reasoning,
+            "attempts": self.attempts,
+            "latency_ms": self.latency_ms,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "error": self.error,
+            "scored_at": self.scored_at.isoformat(),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> "JudgeOutcome":
+        values = dict(payload)
+        values["scored_at"] = datetime.fromisoformat(values["scored_at"])
+        return cls(**values, cached=True)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short reason for a failed call, without request content or secrets."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"connection error: {type(exc.__cause__ or exc).__name__}"
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body)
+        message = error.get("message") if isinstance(error, dict) else None
+        return f"HTTP {exc.status_code}: {message or exc.message}"[:MAX_ERROR_CHARS]
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def _response_format(mode: str) -> dict | None:
+    if mode == JSON_SCHEMA:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "judge_score", "schema": JUDGE_REPLY_SCHEMA, "strict": True},
+        }
+    if mode == JSON_OBJECT:
+        return {"type": "json_object", "schema": JUDGE_REPLY_SCHEMA}
+    return None
+
+
+def _reply_text(body: bytes) -> str | None:
+    """The first choice's text; None when the body is not a chat completion with one."""
+    try:
+        content = json.loads(body)["choices"][0]["message"]["content"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+class JudgeClient:
+    """Asks one endpoint to judge (question, answer) pairs; never raises for a failed call."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        prompt: JudgePrompt | None = None,
+        *,
+        concurrency: int = 32,
+        retry: RetryPolicy | None = None,
+        structured_output: str = AUTO,
+        stats: EndpointStats | None = None,
+    ) -> None:
+        if structured_output not in (AUTO, *STRUCTURED_MODES):
+            raise ValueError(f"structured_output must be one of auto, {', '.join(STRUCTURED_MODES)}")
+        self.endpoint = endpoint
+        self.prompt = prompt or JudgePrompt()
+        self.guard = RequestGuard(concurrency, retry, stats)
+        self.client = async_openai_client(endpoint.base_url, endpoint.api_key, self.guard)
+        self.mode: str | None = None if structured_output == AUTO else structured_output
+        self._detecting = asyncio.Lock()
+
+    @property
+    def stats(self) -> EndpointStats:
+        return self.guard.stats
+
+    async def _create(self, mode: str, messages: list[dict]) -> bytes:
+        body = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "temperature": self.prompt.temperature,
+            "max_tokens": self.prompt.max_tokens,
+        }
+        response_format = _response_format(mode)
+        if response_format is not None:
+            body["response_format"] = response_format
+        # The client's generic POST (its documented way to send a body as-is), answered
+        # as bytes: the typed chat.completions.create() re-walks every parameter's type and
+        # builds a model of the reply on each call, about half of our CPU per request
+        # (which decides throughput at hundreds of requests per second); and "schema"
+        # inside json_object (llama.cpp's extension) is not in its types anyway.
+        # Same auth, base URL, timeouts and errors (4xx/5xx still raise APIStatusError).
+        return await self.client.post("/chat/completions", cast_to=bytes, body=body)
+
+    async def _detect_and_create(self, messages: list[dict]):
+        """Try the modes in order; the first the server accepts becomes this endpoint's mode."""
+        import openai
+
+        for mode in STRUCTURED_MODES:
+            try:
+                if mode == PLAIN:
+                    completion = await self._create(mode, messages)
+                else:
+                    # A refusal is not transient: do not retry it, ask the next way.
+                    with without_retry_on(REJECTION_STATUSES):
+                        completion = await self._create(mode, messages)
+            except openai.APIStatusError as exc:
+                if mode != PLAIN and exc.status_code in REJECTION_STATUSES:
+                    continue
+                raise
+            self.mode = mode
+            return completion
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _complete(self, messages: list[dict]):
+        if self.mode is None:
+            async with self._detecting:  # concurrent first requests wait for one detection
+                if self.mode is None:
+                    return await self._detect_and_create(messages)
+        return await self._create(self.mode, messages)
+
+    async def judge(self, question: str | None, answer: str) -> JudgeOutcome:
+        ledger = CallLedger()
+        started = time.perf_counter()
+        with charged_to(ledger):
+            try:
+                completion = await self._complete(self.prompt.messages(question, answer))
+            except Exception as exc:  # every failure becomes a status, never a score
+                return JudgeOutcome(
+                    ERROR,
+                    attempts=ledger.attempts,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    input_tokens=ledger.input_tokens,
+                    output_tokens=ledger.output_tokens,
+                    error=describe_failure(exc),
+                )
+        text = _reply_text(completion)
+        if text is None:
+            parsed = ParsedScore(UNPARSEABLE, detail="reply is not a chat completion with a message")
+        else:
+            parsed = parse_judge_reply(text)
+        return JudgeOutcome(
+            parsed.status,
+            score=parsed.score if parsed.status == OK else None,
+            raw_score=parsed.raw_score,
+            reasoning=parsed.reasoning,
+            attempts=ledger.attempts,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            input_tokens=ledger.input_tokens,
+            output_tokens=ledger.output_tokens,
+            error=parsed.detail,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()

@@ -1,0 +1,389 @@
+"""Scoring a cell: traces in, score rows out, streaming, with the cache in between.
+
+:func:`score_stream` drives a cell scorer (:class:`JudgeCellScorer` or
+:class:`RagasCellScorer`) over the upstream batches on one event loop of its
+own: it cuts the traces into chunks, keeps ``prefetch`` chunks in flight so
+the endpoint never idles between chunks, and yields one Arrow batch of score
+rows per chunk, in input order. Memory is bounded by the chunks in flight.
+The requests in flight are bounded by each endpoint's request guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+import pyarrow as pa
+
+from .cache import CacheShard, ScoreCache, content_key
+from .committee import AlphaAccumulator, aggregate
+from .http import EndpointStats, percentile
+from .inputs import TraceInput, trace_inputs
+from .judge import JudgeClient, JudgeOutcome
+from .prompt import JudgePrompt
+from .ragas_metrics import DEFAULT_WEIGHTS, RagasOutcome, RagasScorer
+from .schema import (
+    CACHEABLE_STATUSES,
+    ERROR,
+    JUDGE_SCORES_SCHEMA,
+    NOT_CONFIGURED,
+    OK,
+    RAGAS_METRICS,
+    RAGAS_SCORES_SCHEMA,
+)
+
+HISTOGRAM_BINS = 10
+
+
+@dataclass
+class CellStats:
+    """What scoring a cell did, for the asset's metadata."""
+
+    rows: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    metric_statuses: dict = field(default_factory=dict)
+    units_asked: int = 0  # (trace, scorer) pairs sent to an endpoint in this run
+    cache_hits: int = 0  # (trace, scorer) pairs answered from the cache
+    histogram: list = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+    null_scores: int = 0
+
+    def add_score(self, score: float | None) -> None:
+        if score is None:
+            self.null_scores += 1
+        else:
+            self.histogram[min(HISTOGRAM_BINS - 1, int(score * HISTOGRAM_BINS))] += 1
+
+    def histogram_metadata(self) -> dict:
+        bins = {f"{i / HISTOGRAM_BINS:.1f}-{(i + 1) / HISTOGRAM_BINS:.1f}": n for i, n in enumerate(self.histogram)}
+        return {**bins, "null": self.null_scores}
+
+
+def endpoint_metadata(stats: Iterable[EndpointStats]) -> dict:
+    total = EndpointStats()
+    for item in stats:
+        total.merge(item)
+    p50 = percentile(total.latencies_ms, 0.5)
+    p95 = percentile(total.latencies_ms, 0.95)
+    return {
+        "calls_made": total.requests,
+        "calls_retried": total.retries,
+        "call_outcomes": dict(sorted(total.outcomes.items())),
+        "input_tokens": total.input_tokens,
+        "output_tokens": total.output_tokens,
+        "latency_p50_ms": round(p50, 1) if p50 is not None else None,
+        "latency_p95_ms": round(p95, 1) if p95 is not None else None,
+    }
+
+
+class CellScorer(Protocol):
+    stats: CellStats
+
+    async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch: ...
+
+    def finish(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class JudgeCellScorer:
+    """The judge (or judge committee) over one cell."""
+
+    kind = "judge"
+
+    def __init__(
+        self,
+        judges: list[JudgeClient],
+        *,
+        aggregate_method: str = "median",
+        quorum: int = 1,
+        cache: ScoreCache | None = None,
+        day: str = "",
+        cell_model_slug: str = "",
+    ) -> None:
+        self.judges = judges
+        self.aggregate_method = aggregate_method
+        self.quorum = quorum
+        self.prompt_version = judges[0].prompt.version if judges else JudgePrompt().version
+        self.stats = CellStats()
+        self.alpha = AlphaAccumulator()
+        self.shards: list[CacheShard | None] = [
+            cache.shard(self.kind, judge.endpoint.model, judge.prompt.version, day, cell_model_slug) if cache else None
+            for judge in judges
+        ]
+        labels = [judge.endpoint.label for judge in judges]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"judge labels must be unique: {labels}")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.judges)
+
+    @property
+    def judge_model(self) -> str | None:
+        return ",".join(judge.endpoint.model for judge in self.judges) or None
+
+    async def _ask(self, judge_index: int, row: TraceInput) -> JudgeOutcome:
+        outcome = await self.judges[judge_index].judge(row.question, row.answer)
+        self.stats.units_asked += 1
+        shard = self.shards[judge_index]
+        if shard is not None and outcome.status in CACHEABLE_STATUSES:
+            shard.put(row.content_hash, outcome.to_payload())
+        return outcome
+
+    async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:
+        votes: list[list[JudgeOutcome | None]] = [[None] * len(self.judges) for _ in rows]
+        jobs, slots = [], []
+        for i, row in enumerate(rows):
+            for j, shard in enumerate(self.shards):
+                cached = shard.get(row.content_hash) if shard is not None else None
+                if cached is not None:
+                    votes[i][j] = JudgeOutcome.from_payload(cached)
+                    self.stats.cache_hits += 1
+                else:
+                    jobs.append(self._ask(j, row))
+                    slots.append((i, j))
+        for (i, j), outcome in zip(slots, await asyncio.gather(*jobs)):
+            votes[i][j] = outcome
+        return pa.RecordBatch.from_pylist([self._row(row, v) for row, v in zip(rows, votes)], schema=JUDGE_SCORES_SCHEMA)
+
+    def _row(self, row: TraceInput, votes: list[JudgeOutcome]) -> dict:
+        base = {
+            "trace_id": row.trace_id,
+            "observation_id": row.observation_id,
+            "content_hash": row.content_hash,
+            "date": row.date,
+            "model_slug": row.model_slug,
+            "prompt_version": self.prompt_version,
+        }
+        self.stats.rows += 1
+        if not votes:
+            self.stats.statuses[NOT_CONFIGURED] += 1
+            self.stats.add_score(None)
+            return {**base, "status": NOT_CONFIGURED, "judge_count": 0, "judge_ok": 0, "judges": [],
+                    "error": "no judge endpoint configured", "attempts": 0}
+        verdict = aggregate([(v.score, v.status) for v in votes], self.aggregate_method, self.quorum)
+        self.alpha.add([v.score if v.status == OK else None for v in votes])
+        self.stats.statuses[verdict.status] += 1
+        self.stats.add_score(verdict.score)
+        ok_votes = [v for v in votes if v.status == OK]
+        reasoning = None
+        if verdict.score is not None and ok_votes:
+            closest = min(ok_votes, key=lambda v: abs(v.score - verdict.score))
+            reasoning = closest.reasoning
+        elif len(votes) == 1:
+            reasoning = votes[0].reasoning
+        errors = [
+            (f"{judge.endpoint.label}: {vote.error}" if len(votes) > 1 else vote.error)
+            for judge, vote in zip(self.judges, votes)
+            if vote.error and vote.status != OK
+        ]
+        latencies = [v.latency_ms for v in votes if v.latency_ms is not None]
+        return {
+            **base,
+            "judge_score": verdict.score,
+            "judge_reasoning": reasoning,
+            "judge_model": self.judge_model,
+            "status": verdict.status,
+            "attempts": sum(v.attempts for v in votes),
+            "latency_ms": max(latencies) if latencies else None,
+            "judge_aggregate": "single" if len(votes) == 1 else self.aggregate_method,
+            "judge_count": len(votes),
+            "judge_ok": verdict.n_ok,
+            "judge_disagreement": verdict.disagreement,
+            "judges": [
+                {
+                    "judge": judge.endpoint.label,
+                    "model": judge.endpoint.model,
+                    "score": vote.score,
+                    "status": vote.status,
+                    "raw_score": vote.raw_score,
+                    "reasoning": vote.reasoning,
+                    "attempts": vote.attempts,
+                    "latency_ms": vote.latency_ms,
+                    "cached": vote.cached,
+                    "error": vote.error,
+                }
+                for judge, vote in zip(self.judges, votes)
+            ],
+            "input_tokens": sum(v.input_tokens for v in votes),
+            "output_tokens": sum(v.output_tokens for v in votes),
+            "error": "; ".join(errors) or None,
+            "scored_at": max(v.scored_at for v in votes),
+        }
+
+    def finish(self) -> None:
+        for shard in self.shards:
+            if shard is not None:
+                shard.close()
+
+    async def aclose(self) -> None:
+        for judge in self.judges:
+            await judge.aclose()
+
+    def metadata(self) -> dict:
+        stats = self.stats
+        scored = stats.rows - stats.statuses.get(NOT_CONFIGURED, 0)
+        return {
+            "rows_scored": stats.rows,
+            "judge_model": self.judge_model or "not configured",
+            "judges": len(self.judges),
+            "aggregate": ("single" if len(self.judges) == 1 else self.aggregate_method) if self.judges else "none",
+            "quorum": self.quorum if self.judges else 0,
+            "structured_output": {judge.endpoint.label: judge.mode or "undetected" for judge in self.judges},
+            "prompt_version": self.prompt_version,
+            "judge_calls_asked": stats.units_asked,
+            "cache_hits": stats.cache_hits,
+            **endpoint_metadata(judge.stats for judge in self.judges),
+            "status_counts": dict(sorted(stats.statuses.items())),
+            "failures_by_status": {k: v for k, v in sorted(stats.statuses.items()) if k != OK},
+            "non_ok_share": round((scored - stats.statuses.get(OK, 0)) / scored, 4) if scored else 0.0,
+            "score_histogram": stats.histogram_metadata(),
+            "krippendorff_alpha": round(a, 4) if (a := self.alpha.alpha()) is not None else None,
+            "alpha_units": self.alpha.units,
+        }
+
+
+class RagasCellScorer:
+    """The three Ragas metrics over one cell."""
+
+    kind = "ragas"
+
+    def __init__(
+        self,
+        scorer: RagasScorer,
+        *,
+        weights: dict[str, float] | None = None,
+        cache: ScoreCache | None = None,
+        day: str = "",
+        cell_model_slug: str = "",
+    ) -> None:
+        self.scorer = scorer
+        self.weights = weights or DEFAULT_WEIGHTS
+        self.prompt_version = scorer.prompt_version
+        self.stats = CellStats(metric_statuses={name: Counter() for name in RAGAS_METRICS})
+        llm_model, embeddings_model = scorer.model_names
+        self.shard = (
+            cache.shard(self.kind, f"{llm_model}+{embeddings_model}", self.prompt_version, day, cell_model_slug)
+            if cache is not None and scorer.configured
+            else None
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self.scorer.configured
+
+    @staticmethod
+    def cache_key(row: TraceInput) -> str:
+        # Ragas also reads the contexts, which the content hash does not cover.
+        return content_key(row.content_hash, list(row.contexts))
+
+    async def _score(self, row: TraceInput) -> RagasOutcome:
+        cached = self.shard.get(self.cache_key(row)) if self.shard is not None else None
+        if cached is not None:
+            self.stats.cache_hits += 1
+            return RagasOutcome.from_payload(cached)
+        outcome = await self.scorer.score(row.question, row.answer, row.contexts)
+        if self.scorer.configured:
+            self.stats.units_asked += 1
+        if self.shard is not None and all(m.status != ERROR for m in outcome.metrics.values()):
+            self.shard.put(self.cache_key(row), outcome.to_payload())
+        return outcome
+
+    async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:
+        outcomes = await asyncio.gather(*(self._score(row) for row in rows))
+        return pa.RecordBatch.from_pylist([self._row(r, o) for r, o in zip(rows, outcomes)], schema=RAGAS_SCORES_SCHEMA)
+
+    def _row(self, row: TraceInput, outcome: RagasOutcome) -> dict:
+        llm_model, embeddings_model = self.scorer.model_names
+        reward = outcome.reward(self.weights)
+        status = outcome.status
+        self.stats.rows += 1
+        self.stats.statuses[status] += 1
+        self.stats.add_score(reward)
+        for name, metric in outcome.metrics.items():
+            self.stats.metric_statuses[name][metric.status] += 1
+        return {
+            "trace_id": row.trace_id,
+            "observation_id": row.observation_id,
+            "content_hash": row.content_hash,
+            "date": row.date,
+            "model_slug": row.model_slug,
+            **{name: outcome.metrics[name].value for name in RAGAS_METRICS},
+            **{f"{name}_status": outcome.metrics[name].status for name in RAGAS_METRICS},
+            "ragas_reward": reward,
+            "status": status,
+            "ragas_model": llm_model,
+            "embeddings_model": embeddings_model,
+            "prompt_version": self.prompt_version,
+            "attempts": outcome.attempts,
+            "latency_ms": outcome.latency_ms,
+            "input_tokens": outcome.input_tokens,
+            "output_tokens": outcome.output_tokens,
+            "error": outcome.error,
+            "scored_at": outcome.scored_at if self.scorer.configured else None,
+        }
+
+    def finish(self) -> None:
+        if self.shard is not None:
+            self.shard.close()
+
+    async def aclose(self) -> None:
+        await self.scorer.aclose()
+
+    def metadata(self) -> dict:
+        stats = self.stats
+        scored = stats.rows - stats.statuses.get(NOT_CONFIGURED, 0)
+        llm_model, embeddings_model = self.scorer.model_names
+        return {
+            "rows_scored": stats.rows,
+            "ragas_model": llm_model or "not configured",
+            "embeddings_model": embeddings_model or "not configured",
+            "prompt_version": self.prompt_version,
+            "weights": dict(self.weights),
+            "traces_asked": stats.units_asked,
+            "cache_hits": stats.cache_hits,
+            **endpoint_metadata(self.scorer.endpoint_stats().values()),
+            "status_counts": dict(sorted(stats.statuses.items())),
+            "failures_by_status": {k: v for k, v in sorted(stats.statuses.items()) if k != OK},
+            "metric_status_counts": {name: dict(sorted(c.items())) for name, c in stats.metric_statuses.items()},
+            "non_ok_share": round((scored - stats.statuses.get(OK, 0)) / scored, 4) if scored else 0.0,
+            "score_histogram": stats.histogram_metadata(),
+        }
+
+
+def chunk_inputs(batches: Iterable[pa.RecordBatch], chunk_rows: int) -> Iterator[list[TraceInput]]:
+    pending: list[TraceInput] = []
+    for batch in batches:
+        pending.extend(trace_inputs(batch))
+        while len(pending) >= chunk_rows:
+            yield pending[:chunk_rows]
+            pending = pending[chunk_rows:]
+    if pending:
+        yield pending
+
+
+def score_stream(
+    scorer: CellScorer, batches: Iterable[pa.RecordBatch], chunk_rows: int = 256, prefetch: int = 2
+) -> Iterator[pa.RecordBatch]:
+    """Score rows of ``batches`` chunk by chunk; closes the scorer's clients at the end."""
+    loop = asyncio.new_event_loop()
+    pending: deque = deque()
+    try:
+        for chunk in chunk_inputs(batches, chunk_rows):
+            pending.append(loop.create_task(scorer.score_chunk(chunk)))
+            while len(pending) > prefetch:
+                yield loop.run_until_complete(pending.popleft())
+        while pending:
+            yield loop.run_until_complete(pending.popleft())
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        try:
+            scorer.finish()  # keep what was paid for, even when the run fails later
+        finally:
+            loop.run_until_complete(scorer.aclose())
+            loop.close()

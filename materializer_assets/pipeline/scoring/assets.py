@@ -1,0 +1,181 @@
+"""judge_scores and ragas_scores: one score row per consented trace of a cell.
+
+Both read the upstream cell batch by batch (only the columns scoring needs),
+score it through ``lib.scoring`` (bounded concurrency, retries, the score
+cache in the warehouse) and return a ``CellStream`` the Parquet IO manager
+writes and publishes. The checks then read back what was published.
+Both run in the ``llm_judge`` pool, so concurrent runs cannot overload the
+fleet (``dagster instance concurrency set llm_judge N``).
+"""
+
+
+from typing import Any
+
+import dagster as dg
+
+from ...lib import checks as base_checks
+from ...lib.lake import CellStream
+from ...lib.scoring import checks
+from ...lib.scoring.inputs import ID_COLUMNS, INPUT_COLUMNS, InputStats, consented_only, scan_batches
+from ...lib.scoring.runner import score_stream
+from ...lib.scoring.schema import (
+    JUDGE_SCORE_COLUMNS,
+    JUDGE_SCORES_SCHEMA,
+    RAGAS_METRICS,
+    RAGAS_SCORES_SCHEMA,
+)
+from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.scoring import JudgeResource, RagasResource
+from ..partitions import cell_partitions, split_cell_key
+
+# The asset both scorers read. Today the consented Parquet cell; switching to
+# the Iceberg table is this one line (its IO manager hands over a lazy scan,
+# which scan_batches streams the same way).
+SCORED_UPSTREAM = "iceberg_table"
+POOL = "llm_judge"
+READ_BATCH_ROWS = 4096
+
+JUDGE_CHECKS = {
+    "judge_scores_in_range": ("Every judge score is in [0, 1] or null, and only ok rows have one.", True),
+    "judge_every_trace_scored": ("Every consented trace of the cell has exactly one score row.", True),
+    "judge_non_ok_share": ("Warns when the share of non-ok statuses exceeds max_non_ok_share.", False),
+    "judge_endpoint_configured": ("Warns when no judge endpoint is configured (rows are not_configured).", False),
+}
+RAGAS_CHECKS = {
+    "ragas_scores_in_range": ("Every Ragas metric and reward is in [0, 1] or null, and only ok ones have a value.", True),
+    "ragas_every_trace_scored": ("Every consented trace of the cell has exactly one score row.", True),
+    "ragas_non_ok_share": ("Warns when the share of non-ok statuses exceeds max_non_ok_share.", False),
+    "ragas_endpoint_configured": ("Warns when Ragas's LLM or embeddings endpoint is not configured.", False),
+}
+
+
+def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=blocking)
+        for name, (description, blocking) in specs.items()
+    ]
+
+
+def _result(name: str, outcome: base_checks.CheckOutcome, blocking: bool) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
+def _score_cell(traces: Any, scorer, resource, stream_schema) -> CellStream:
+    """The cell's score rows as a stream; metadata is described once the stream was written."""
+    inputs = InputStats()
+    batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs)
+    return CellStream(
+        score_stream(scorer, batches, chunk_rows=resource.chunk_size()),
+        stream_schema,
+        describe=lambda: {
+            "upstream": SCORED_UPSTREAM,
+            "upstream_rows": inputs.rows_read,
+            "rows_skipped_without_consent": inputs.rows_without_consent,
+            **scorer.metadata(),
+        },
+    )
+
+
+def _consented_ids(traces: Any):
+    return consented_only(scan_batches(traces, ID_COLUMNS, READ_BATCH_ROWS), InputStats())
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    ins={"traces": dg.AssetIn(SCORED_UPSTREAM)},
+    group_name="scoring",
+    kinds={"parquet", "openai"},
+    pool=POOL,
+    metadata={"lake_dataset": "judge-scores"},
+    check_specs=_specs("judge_scores", JUDGE_CHECKS),
+    description="LLM-judge score of every consented trace (the design document's prompt; one judge or a "
+    "committee): judge_score in [0, 1] or null with its status.",
+)
+def judge_scores(
+    context: dg.AssetExecutionContext,
+    traces: Any,
+    judge: JudgeResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+):
+    day, slug = split_cell_key(context.partition_key)
+    scorer = judge.cell_scorer(day, slug, parquet_io_manager.lake().root)
+    if not scorer.configured:
+        context.log.warning("no judge endpoint configured: every row is not_configured")
+    stream = _score_cell(traces, scorer, judge, JUDGE_SCORES_SCHEMA)
+    yield dg.Output(stream)
+    published = stream.published
+    yield _result(
+        "judge_scores_in_range",
+        checks.check_scores_in_range(published, {name: "status" for name in JUDGE_SCORE_COLUMNS}),
+        True,
+    )
+    yield _result("judge_every_trace_scored", checks.check_every_trace_scored(_consented_ids(traces), published), True)
+    yield _result("judge_non_ok_share", checks.check_non_ok_share(published, judge.max_non_ok_share), False)
+    yield _result(
+        "judge_endpoint_configured",
+        checks.check_configured(
+            scorer.configured,
+            f"judge configured: {scorer.judge_model}",
+            "no judge endpoint configured: every row is not_configured with a null score "
+            "(set MATERIALIZER_JUDGE_MODEL and MATERIALIZER_JUDGE_BASE_URL)",
+        ),
+        False,
+    )
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    ins={"traces": dg.AssetIn(SCORED_UPSTREAM)},
+    group_name="scoring",
+    kinds={"parquet", "openai"},
+    pool=POOL,
+    metadata={"lake_dataset": "ragas-scores"},
+    check_specs=_specs("ragas_scores", RAGAS_CHECKS),
+    description="Ragas faithfulness, answer relevancy and context precision of every consented trace, and "
+    "ragas_reward = 0.5·F + 0.3·AR + 0.2·CP renormalized over the metrics present.",
+)
+def ragas_scores(
+    context: dg.AssetExecutionContext,
+    traces: Any,
+    ragas: RagasResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+):
+    day, slug = split_cell_key(context.partition_key)
+    scorer = ragas.cell_scorer(day, slug, parquet_io_manager.lake().root)
+    if not scorer.configured:
+        context.log.warning("no Ragas LLM endpoint configured: every row is not_configured")
+    stream = _score_cell(traces, scorer, ragas, RAGAS_SCORES_SCHEMA)
+    yield dg.Output(stream)
+    published = stream.published
+    vouchers = {name: f"{name}_status" for name in RAGAS_METRICS} | {"ragas_reward": "status"}
+    yield _result("ragas_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
+    yield _result("ragas_every_trace_scored", checks.check_every_trace_scored(_consented_ids(traces), published), True)
+    yield _result("ragas_non_ok_share", checks.check_non_ok_share(published, ragas.max_non_ok_share), False)
+    if not scorer.configured:
+        missing = (
+            "no Ragas LLM endpoint configured: every row is not_configured with null scores "
+            "(set MATERIALIZER_RAGAS_MODEL and MATERIALIZER_RAGAS_BASE_URL, or the judge's settings)"
+        )
+    else:
+        missing = (
+            "no embeddings endpoint configured: answer_relevancy is not_configured and left out of ragas_reward "
+            "(set MATERIALIZER_RAGAS_EMBEDDINGS_MODEL)"
+        )
+    llm_model, embeddings_model = scorer.scorer.model_names
+    yield _result(
+        "ragas_endpoint_configured",
+        checks.check_configured(
+            scorer.configured and embeddings_model is not None,
+            f"Ragas configured: LLM {llm_model}, embeddings {embeddings_model}",
+            missing,
+        ),
+        False,
+    )

@@ -1,0 +1,243 @@
+"""The reward_dataset builder: score join, consent guard, lineage, streaming, Parquet and Iceberg."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from materializer_assets.lib import iceberg as ice
+from materializer_assets.lib.dataset import exports
+from materializer_assets.lib.dataset.build import (
+    DuplicateScoreRows,
+    RewardDatasetBuilder,
+    RewardLineage,
+    ScoreLookup,
+    build_reward_table,
+)
+from materializer_assets.lib.dataset.checks import (
+    check_consent_lineage,
+    check_final_reward_range,
+    check_no_group_in_both_splits,
+)
+from materializer_assets.lib.dataset.rewards import RewardConfig, RewardInputError
+from materializer_assets.lib.dataset.schema import REWARD_DATASET_SCHEMA
+from materializer_assets.lib.dataset.splits import SplitConfig
+from materializer_assets.lib.normalize import ReadOptions, build_examples
+from materializer_assets.lib.scoring.schema import JUDGE_SCORES_SCHEMA, RAGAS_SCORES_SCHEMA
+from materializer_assets.lib.stages import ConsentViolation
+
+from .builders import EXTRACTED_AT, by_trace, set_column, table, trace
+
+JUDGE_MODEL = "qwen3-judge"
+JUDGE_PROMPT = "judge-v3"
+RAGAS_VERSION = "ragas-0.4.3-0123456789"
+SNAPSHOT = 4242424242424242424
+QUESTIONS = [
+    "What is the capital of France?",
+    "How do I reverse a list in Python?",
+    "Explain TCP versus UDP.",
+    "Write a haiku about autumn.",
+    "Why is the sky blue?",
+    "What is a monad?",
+]
+
+
+def judge_rows(traces: pa.Table, scores: dict[str, tuple[float | None, str]], content_hash: dict[str, str] | None = None) -> pa.Table:
+    rows = []
+    for row in traces.to_pylist():
+        if row["trace_id"] not in scores:
+            continue
+        score, status = scores[row["trace_id"]]
+        rows.append(
+            {
+                "trace_id": row["trace_id"],
+                "observation_id": row["observation_id"],
+                "content_hash": (content_hash or {}).get(row["trace_id"], row["content_hash"]),
+                "date": row["date"],
+                "model_slug": row["model_slug"],
+                "judge_score": score,
+                "judge_model": JUDGE_MODEL,
+                "prompt_version": JUDGE_PROMPT,
+                "status": status,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=JUDGE_SCORES_SCHEMA)
+
+
+def ragas_rows(traces: pa.Table, scores: dict[str, tuple[float | None, str]]) -> pa.Table:
+    rows = []
+    for row in traces.to_pylist():
+        if row["trace_id"] not in scores:
+            continue
+        reward, status = scores[row["trace_id"]]
+        rows.append(
+            {
+                "trace_id": row["trace_id"],
+                "observation_id": row["observation_id"],
+                "content_hash": row["content_hash"],
+                "date": row["date"],
+                "model_slug": row["model_slug"],
+                "faithfulness": reward,
+                "answer_relevancy": reward,
+                "context_precision": reward,
+                "faithfulness_status": status,
+                "answer_relevancy_status": status,
+                "context_precision_status": status,
+                "ragas_reward": reward,
+                "status": status,
+                "prompt_version": RAGAS_VERSION,
+            }
+        )
+    return pa.Table.from_pylist(rows, schema=RAGAS_SCORES_SCHEMA)
+
+
+@pytest.fixture
+def traces() -> pa.Table:
+    return table([trace(f"t-{i}", user=f"user-{i % 4}", prompt=q, response=f"Answer {i}", hour=i) for i, q in enumerate(QUESTIONS)])
+
+
+def test_scores_are_joined_by_trace_observation_and_content_hash(traces):
+    judge = judge_rows(
+        traces,
+        {"t-0": (0.9, "ok"), "t-1": (None, "unparseable"), "t-2": (0.2, "ok"), "t-3": (0.5, "ok")},
+        content_hash={"t-3": "0" * 32},  # scored an earlier version of the content: must not apply
+    )
+    ragas = ragas_rows(traces, {"t-0": (0.8, "ok"), "t-1": (0.7, "ok"), "t-2": (None, "not_applicable")})
+    out, meta = build_reward_table(
+        traces, scores=ScoreLookup(judge=judge, ragas=ragas), lineage=RewardLineage(iceberg_snapshot_id=SNAPSHOT)
+    )
+    assert out.schema == REWARD_DATASET_SCHEMA
+    rows = by_trace(out)
+    assert out.column("trace_id").to_pylist() == [f"t-{i}" for i in range(6)]  # input order kept
+
+    assert rows["t-0"]["final_reward"] == pytest.approx(0.6 * 0.8 + 0.4 * 0.9)
+    assert rows["t-0"]["reward_source"] == "ragas+judge" and rows["t-0"]["label"] == "preferred"
+    assert (rows["t-0"]["judge_model"], rows["t-0"]["prompt_version"], rows["t-0"]["ragas_version"]) == (JUDGE_MODEL, JUDGE_PROMPT, RAGAS_VERSION)
+    assert (rows["t-0"]["judge_status"], rows["t-0"]["ragas_status"]) == ("ok", "ok")
+
+    assert rows["t-1"]["final_reward"] == 0.7 and rows["t-1"]["reward_source"] == "ragas"
+    assert rows["t-1"]["judge_status"] == "unparseable"
+    assert rows["t-2"]["final_reward"] == 0.2 and rows["t-2"]["label"] == "non_preferred"
+    assert rows["t-2"]["ragas_status"] == "not_applicable"
+
+    for unscored in ("t-3", "t-4"):
+        assert rows[unscored]["judge_score"] is None and rows[unscored]["judge_status"] is None
+        assert rows[unscored]["final_reward"] is None and rows[unscored]["label"] is None
+
+    for row in rows.values():
+        assert row["iceberg_snapshot_id"] == SNAPSHOT
+        assert row["consent"] is True and row["consent_source"] == "column"
+        assert row["reward_spec"] == RewardConfig().spec() and row["split_spec"] == SplitConfig().spec()
+    assert meta["rows"] == 6
+    assert meta["rows_by_label_and_split"]["unlabeled"]["train"] + meta["rows_by_label_and_split"]["unlabeled"]["test"] + meta["rows_by_label_and_split"]["unlabeled"]["excluded"] == 3
+
+
+def test_duplicate_score_rows_are_a_named_error(traces):
+    judge = judge_rows(traces, {"t-0": (0.9, "ok")})
+    with pytest.raises(DuplicateScoreRows):
+        ScoreLookup(judge=pa.concat_tables([judge, judge]))
+
+
+def test_a_score_outside_0_1_fails_the_build(traces):
+    ragas = ragas_rows(traces, {"t-0": (1.7, "ok")})
+    with pytest.raises(RewardInputError, match="ragas_reward"):
+        build_reward_table(traces, scores=ScoreLookup(ragas=ragas))
+
+
+@pytest.mark.parametrize("consent", [False, None])
+def test_a_row_without_granted_consent_never_reaches_the_output(traces, consent):
+    bad = pa.concat_tables([traces, table([trace("t-refused", consent=consent)])])
+    builder = RewardDatasetBuilder()
+    builder.plan(bad.to_batches())
+    with pytest.raises(ConsentViolation):
+        list(builder.batches(bad.to_batches()))
+
+
+def test_a_row_without_a_consent_source_is_refused(traces):
+    bad = set_column(traces, "consent_source", [None] + ["column"] * 5)
+    builder = RewardDatasetBuilder()
+    builder.plan(bad.to_batches())
+    with pytest.raises(ConsentViolation):
+        list(builder.batches(bad.to_batches()))
+
+
+def test_two_streaming_passes_over_small_batches_equal_the_in_memory_build(traces):
+    judge = judge_rows(traces, {f"t-{i}": (i / 5, "ok") for i in range(6)})
+    expected, _ = build_reward_table(traces, scores=ScoreLookup(judge=judge))
+    builder = RewardDatasetBuilder(scores=ScoreLookup(judge=judge))
+    builder.plan(traces.select(builder.plan_columns).to_batches(max_chunksize=2))
+    streamed = pa.Table.from_batches(list(builder.batches(traces.to_batches(max_chunksize=2))), schema=REWARD_DATASET_SCHEMA)
+    assert streamed.to_pylist() == expected.to_pylist()
+    meta = builder.metadata()
+    assert sum(meta["reward_histogram"]["counts"]) == 6 and meta["reward_histogram"]["null"] == 0
+    assert meta["reward_histogram"]["counts"][0] == 1 and meta["reward_histogram"]["counts"][9] == 1  # 0.0 and 1.0
+    assert meta["preview_md"].count("\n") == 1 + 5  # header, rule, five rows
+    assert "| preferred |" in meta["rows_by_label_and_split_md"]
+    assert meta["rows_train"] + meta["rows_test"] + meta["rows_excluded_duplicate"] + meta["rows_excluded_near_duplicate"] == 6
+
+
+def test_the_builder_refuses_to_write_before_planning(traces):
+    with pytest.raises(RuntimeError):
+        list(RewardDatasetBuilder().batches(traces.to_batches()))
+
+
+def test_reward_rows_round_trip_through_parquet_and_pass_the_checks(traces, tmp_path):
+    judge = judge_rows(traces, {f"t-{i}": (0.1 * i, "ok") for i in range(6)})
+    out, _ = build_reward_table(traces, scores=ScoreLookup(judge=judge))
+    pq.write_table(out, tmp_path / "part-0.parquet")
+    dataset = ds.dataset(tmp_path, format="parquet")
+    assert dataset.schema.equals(REWARD_DATASET_SCHEMA, check_metadata=False)
+    assert check_final_reward_range(dataset).passed
+    assert check_no_group_in_both_splits(dataset).passed
+    assert check_consent_lineage(dataset).passed
+
+
+def test_tool_call_responses_keep_their_json_text(tmp_path):
+    (row,) = build_examples(
+        trace_id="tool",
+        observation_id="obs-1",
+        timestamp="2026-04-18T08:00:00Z",
+        model="glm-5-32b",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        output={"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        user_id="u-tool",
+        explicit_consent=True,
+        source="test",
+        extracted_at=EXTRACTED_AT,
+        options=ReadOptions(convert_to_single_turn=False),
+    )
+    out, _ = build_reward_table(table([row], judge=[0.9]), reward_config=RewardConfig(), split_config=SplitConfig(test_fraction=0.0))
+    (sft,) = exports.sft_table(out).to_pylist()
+    assert sft["messages"][-1]["role"] == "assistant" and '"weather"' in sft["messages"][-1]["content"]
+    assert sft["observation_id"] == "obs-1"
+
+
+def test_a_reward_cell_is_stored_in_iceberg_and_rewritten_idempotently(traces, tmp_path):
+    catalog = ice.load_catalog(ice.CatalogSettings(name="materializer_test", warehouse=str(tmp_path / "wh")))
+    iceberg = ice.ensure_table(catalog, "training_data.reward_dataset", REWARD_DATASET_SCHEMA)
+    cell = ice.Cell("2026-04-18", "glm-5-32b")
+    judge = judge_rows(traces, {f"t-{i}": (0.15 * i, "ok") for i in range(6)})
+
+    for _ in range(2):  # a re-run replaces the cell, never duplicates it
+        builder = RewardDatasetBuilder(scores=ScoreLookup(judge=judge), lineage=RewardLineage(iceberg_snapshot_id=SNAPSHOT))
+        builder.plan(traces.select(builder.plan_columns).to_batches())
+        commit = ice.replace_cell_from_batches(iceberg, cell, builder.batches(traces.to_batches()), REWARD_DATASET_SCHEMA)
+        assert commit.rows == 6
+
+    stored = ice.IcebergCell(iceberg.refresh(), cell).to_table()
+    assert stored.num_rows == 6
+    assert sorted(stored.column("trace_id").to_pylist()) == [f"t-{i}" for i in range(6)]
+    assert Counter(stored.column("iceberg_snapshot_id").to_pylist()) == Counter({SNAPSHOT: 6})
+    assert stored.column("messages").to_pylist()[0][0]["role"] == "user"
+    assert check_consent_lineage(stored).passed and check_final_reward_range(stored).passed
+
+
+def test_an_empty_cell_builds_an_empty_table_with_the_schema():
+    empty = table([trace("x")]).slice(0, 0)
+    out, meta = build_reward_table(empty)
+    assert out.num_rows == 0 and out.schema == REWARD_DATASET_SCHEMA
+    assert meta["rows"] == 0 and meta["rows_train"] == 0

@@ -1,0 +1,122 @@
+"""Asset-check functions and the metadata helpers (histogram, label × split, preview)."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from materializer_assets.lib.dataset.checks import (
+    check_consent_lineage,
+    check_dpo_pairs,
+    check_final_reward_range,
+    check_no_group_in_both_splits,
+)
+from materializer_assets.lib.dataset.summary import RewardSummary, histogram_markdown, preview_markdown, reward_histogram
+
+
+def test_final_reward_range_passes_on_nulls_and_bounds_and_fails_outside():
+    good = pa.table({"trace_id": ["a", "b", "c", "d"], "final_reward": [0.0, 1.0, None, 0.5]})
+    outcome = check_final_reward_range(good)
+    assert outcome.passed and outcome.metadata["rows_null"] == 1
+    bad = pa.table({"trace_id": ["a", "b", "c", "d"], "final_reward": [1.0000001, -0.2, math.nan, 0.3]})
+    outcome = check_final_reward_range(bad)
+    assert not outcome.passed
+    assert outcome.metadata["rows_out_of_range"] == 3
+    assert outcome.metadata["examples"].startswith("a=1.0000001")
+
+
+def test_group_check_ignores_excluded_rows_and_finds_straddlers():
+    t = pa.table(
+        {
+            "split_key": ["user_id:a", "user_id:a", "user_id:b", "user_id:b", "user_id:c", None],
+            "split": ["train", "excluded", "test", "test", "train", "test"],
+            "user_id": ["a", "a", "b", "b", "c", "c"],
+        }
+    )
+    assert check_no_group_in_both_splits(t).passed
+    outcome = check_no_group_in_both_splits(t, column="user_id")  # user c: train by key, test as a null-key row
+    assert not outcome.passed and outcome.metadata["examples"] == "c"
+    leaking = pa.table({"split_key": ["user_id:a", "user_id:a"], "split": ["train", "test"]})
+    outcome = check_no_group_in_both_splits(iter(leaking.to_batches(max_chunksize=1)))
+    assert not outcome.passed and outcome.metadata["groups_in_both_splits"] == 1
+
+
+def test_consent_lineage_needs_true_and_a_granting_source(tmp_path):
+    good = pa.table({"consent": [True, True, True, True], "consent_source": ["registry", "column", "tag", "metadata"]})
+    assert check_consent_lineage(good).passed
+    bad = pa.table({"consent": [True, False, None, True], "consent_source": ["column", "column", "column", None]})
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    outcome = check_consent_lineage(ds.dataset(tmp_path / "bad.parquet"))
+    assert not outcome.passed
+    assert outcome.metadata == {"rows": 4, "rows_without_consent": 2, "rows_without_consent_source": 1}
+    assert not check_consent_lineage(pa.table({"consent": [True], "consent_source": ["none"]})).passed
+
+
+def test_dpo_check_on_conversational_columns():
+    chat = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    pairs = pa.table(
+        {
+            "chosen": pa.array([[{"role": "assistant", "content": "Yes"}], [{"role": "assistant", "content": "Same"}]], chat),
+            "rejected": pa.array([[{"role": "assistant", "content": "No"}], [{"role": "assistant", "content": "SAME"}]], chat),
+            "margin": [0.4, 0.4],
+        }
+    )
+    outcome = check_dpo_pairs(pairs, 0.2)
+    assert not outcome.passed and outcome.metadata["pairs_identical"] == 1
+    assert check_dpo_pairs(pairs.slice(0, 1), 0.2).passed
+    assert not check_dpo_pairs(pairs.slice(0, 1), 0.5).passed
+
+
+def test_histogram_bins_include_their_lower_edge_and_the_last_includes_one():
+    values = [0.0, 0.1, 0.3, 0.6 * 0.5 + 0.4 * 0.25, 0.7, 0.9999, 1.0, None, 1.5]
+    histogram = reward_histogram(pa.array(values))
+    assert histogram["edges"] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert histogram["counts"] == [1, 1, 0, 1, 1, 0, 0, 1, 0, 2]
+    assert histogram["null"] == 1 and histogram["out_of_range"] == 1
+    text = histogram_markdown(histogram)
+    assert "| [0.9, 1.0] | 2 |" in text and "| null | 1 |" in text
+
+
+def test_preview_truncates_and_escapes_cells():
+    t = pa.table(
+        {
+            "trace_id": ["t-1", "t-2", "t-3"],
+            "final_reward": [0.8123, None, 0.1],
+            "prompt": ["a | b\nnext line", "x" * 100, "short"],
+        }
+    )
+    text = preview_markdown(t, rows=2, max_chars=10)
+    lines = text.splitlines()
+    assert lines[0] == "| trace_id | final_reward | prompt |"
+    assert len(lines) == 4
+    assert lines[2] == "| t-1 | 0.812 | a \\| b nex… |"
+    assert lines[3] == "| t-2 |  | xxxxxxxxx… |"
+
+
+def test_summary_counts_labels_by_split_across_batches():
+    summary = RewardSummary(preview_rows=3)
+    for part in (
+        pa.table({"final_reward": [0.9, None], "label": ["preferred", None], "split": ["train", "test"], "trace_id": ["a", "b"]}),
+        pa.table({"final_reward": [0.1, 0.5], "label": ["non_preferred", "neutral"], "split": ["excluded", "train"], "trace_id": ["c", "d"]}),
+    ):
+        summary.add(part)
+    meta = summary.as_metadata()
+    assert meta["rows"] == 4
+    assert meta["rows_by_label_and_split"] == {
+        "preferred": {"train": 1, "test": 0, "excluded": 0},
+        "neutral": {"train": 1, "test": 0, "excluded": 0},
+        "non_preferred": {"train": 0, "test": 0, "excluded": 1},
+        "unlabeled": {"train": 0, "test": 1, "excluded": 0},
+    }
+    assert meta["reward_histogram"]["counts"][9] == 1 and meta["reward_histogram"]["null"] == 1
+    assert meta["preview_md"].count("\n") == 4  # header, rule, 3 rows
+    assert "| unlabeled | 0 | 1 | 0 |" in meta["rows_by_label_and_split_md"]
+
+
+def test_an_empty_summary_is_valid_metadata():
+    meta = RewardSummary().as_metadata()
+    assert meta["rows"] == 0 and sum(meta["reward_histogram"]["counts"]) == 0
+    assert meta["preview_md"].startswith("| trace_id |")

@@ -1,0 +1,199 @@
+"""Final reward renormalization, input validation, feedback scales and labels."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from materializer_assets.lib.dataset.rewards import (
+    LabelThresholds,
+    RewardConfig,
+    RewardInputError,
+    RewardWeights,
+    final_rewards,
+    labels,
+    normalize_feedback,
+    reward_columns,
+)
+
+from .builders import table, trace
+
+
+def _final(ragas, judge, feedback=None, weights=RewardWeights()):
+    n = len(ragas)
+    final, source = final_rewards(
+        {
+            "ragas": pa.array(ragas, pa.float64()),
+            "judge": pa.array(judge, pa.float64()),
+            "feedback": pa.array(feedback if feedback is not None else [None] * n, pa.float64()),
+        },
+        weights,
+        n,
+    )
+    return final.to_pylist(), source.to_pylist()
+
+
+def test_default_weights_are_the_design_documents_60_40():
+    final, source = _final([0.9], [0.5])
+    assert final == [pytest.approx(0.6 * 0.9 + 0.4 * 0.5)]
+    assert source == ["ragas+judge"]
+
+
+def test_weights_renormalize_over_the_components_present():
+    final, source = _final([0.9, None, None, 0.2], [None, 0.5, None, None])
+    assert final == [0.9, 0.5, None, 0.2]  # one component: the reward is that component, never scaled by 0.6
+    assert source == ["ragas", "judge", None, "ragas"]
+
+
+def test_feedback_counts_only_with_a_positive_weight():
+    weights = RewardWeights(ragas=0.6, judge=0.4, feedback=0.0)
+    final, source = _final([0.5], [0.5], [1.0], weights)
+    assert final == [0.5] and source == ["ragas+judge"]
+
+    weights = RewardWeights(ragas=0.5, judge=0.25, feedback=0.25)
+    final, source = _final([0.4, None, None], [0.8, None, 0.2], [1.0, 0.0, None], weights)
+    assert final[0] == pytest.approx((0.5 * 0.4 + 0.25 * 0.8 + 0.25 * 1.0) / 1.0)
+    assert final[1] == 0.0  # only feedback present: a thumbs-down is a real 0, not "no reward"
+    assert final[2] == pytest.approx(0.2)
+    assert source == ["ragas+judge+feedback", "feedback", "judge"]
+
+
+def test_zero_weight_component_is_ignored_even_when_it_is_the_only_one():
+    final, source = _final([None], [0.7], None, RewardWeights(ragas=1.0, judge=0.0))
+    assert final == [None] and source == [None]
+
+
+def test_rounding_makes_threshold_values_exact():
+    # 0.6·0.8 + 0.4·0.8 is 0.8000000000000002 in floating point without rounding.
+    final, _ = _final([0.8, 0.3, 0.7], [0.8, 0.3, 0.95])
+    assert final == [0.8, 0.3, 0.8]
+    assert labels(pa.array(final), LabelThresholds()).to_pylist() == ["preferred", "non_preferred", "preferred"]
+
+
+@pytest.mark.parametrize("bad", [1.2, -0.1, math.nan, math.inf])
+def test_a_component_outside_0_1_is_an_error_never_clamped(bad):
+    with pytest.raises(RewardInputError, match="judge_score outside"):
+        final_rewards(
+            {"ragas": pa.array([0.5, 0.5]), "judge": pa.array([0.5, bad])},
+            RewardWeights(),
+            2,
+            trace_ids=pa.array(["t-ok", "t-bad"]),
+        )
+
+
+def test_the_error_names_the_trace():
+    with pytest.raises(RewardInputError, match="t-bad"):
+        final_rewards({"ragas": pa.array([0.5, 3.0])}, RewardWeights(), 2, trace_ids=pa.array(["t-ok", "t-bad"]))
+
+
+def test_out_of_range_is_an_error_even_for_a_zero_weight_component():
+    with pytest.raises(RewardInputError):
+        final_rewards({"ragas": pa.array([0.5]), "judge": pa.array([7.0])}, RewardWeights(ragas=1, judge=0), 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(ragas=-0.1), dict(judge=math.nan), dict(ragas=0, judge=0, feedback=0), dict(feedback=math.inf)],
+)
+def test_invalid_weights_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        RewardWeights(**kwargs)
+
+
+def test_labels_at_and_around_the_thresholds():
+    values = pa.array([1.0, 0.8, 0.799999, 0.5, 0.300001, 0.3, 0.0, None])
+    assert labels(values, LabelThresholds()).to_pylist() == [
+        "preferred",
+        "preferred",
+        "neutral",
+        "neutral",
+        "neutral",
+        "non_preferred",
+        "non_preferred",
+        None,
+    ]
+
+
+def test_label_thresholds_are_configurable_and_validated():
+    assert labels(pa.array([0.7, 0.4, 0.39]), LabelThresholds(preferred=0.7, non_preferred=0.4)).to_pylist() == [
+        "preferred",
+        "non_preferred",
+        "non_preferred",
+    ]
+    with pytest.raises(ValueError):
+        LabelThresholds(preferred=0.3, non_preferred=0.8)
+    with pytest.raises(ValueError):
+        LabelThresholds(preferred=1.2)
+
+
+def _feedback(values, scale):
+    reward, status = normalize_feedback(pa.array(values, pa.float64()), scale)
+    return reward.to_pylist(), status.to_pylist()
+
+
+def test_feedback_auto_scale_rules():
+    values = [None, 0.0, 1.0, 0.25, -1.0, -0.5, 4.5, 2.0, 7.0, 55.0, 150.0, -3.0, math.nan, math.inf]
+    reward, status = _feedback(values, "auto")
+    assert reward == [None, 0.0, 1.0, 0.25, 0.0, 0.25, 0.875, 0.25, 0.7, 0.55, None, None, None, None]
+    assert status == [None, "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "ok", "out_of_scale", "out_of_scale", "not_finite", "not_finite"]
+
+
+@pytest.mark.parametrize(
+    "scale, values, expected",
+    [
+        ("0-1", [0.0, 1.0, 0.5, 1.5], [0.0, 1.0, 0.5, None]),
+        ("1-5", [1.0, 5.0, 3.0, 0.0], [0.0, 1.0, 0.5, None]),  # 1 star is the worst, not thumbs-up
+        ("0-10", [0.0, 10.0, 7.5, 11.0], [0.0, 1.0, 0.75, None]),
+        ("0-100", [0.0, 100.0, 55.0, 101.0], [0.0, 1.0, 0.55, None]),
+        ("-1-1", [-1.0, 1.0, 0.0, 2.0], [0.0, 1.0, 0.5, None]),  # 0 is neutral on a ±1 scale
+    ],
+)
+def test_feedback_explicit_scales(scale, values, expected):
+    reward, status = _feedback(values, scale)
+    assert reward == expected
+    assert status == ["ok", "ok", "ok", "out_of_scale"]
+
+
+def test_unknown_feedback_scale_is_rejected():
+    with pytest.raises(ValueError):
+        RewardConfig(feedback_scale="1-7")
+    with pytest.raises(ValueError):
+        normalize_feedback(pa.array([1.0]), "stars")
+
+
+def test_reward_columns_on_normalized_rows_with_feedback_from_metadata():
+    rows = [
+        trace("t-1", feedback=4.5),
+        trace("t-2", feedback=None),
+        trace("t-3", feedback=500.0),
+    ]
+    t = table(rows, ragas=[0.9, None, None], judge=[0.8, None, None])
+    config = RewardConfig(weights=RewardWeights(ragas=0.6, judge=0.4, feedback=0.5))
+    out = reward_columns(t, config)
+    assert out["feedback_reward"].to_pylist() == [0.875, None, None]
+    assert out["feedback_status"].to_pylist() == ["ok", None, "out_of_scale"]
+    assert out["final_reward"].to_pylist() == [pytest.approx((0.6 * 0.9 + 0.4 * 0.8 + 0.5 * 0.875) / 1.5), None, None]
+    assert out["reward_source"].to_pylist() == ["ragas+judge+feedback", None, None]
+    assert out["label"].to_pylist() == ["preferred", None, None]
+
+
+def test_reward_columns_without_any_score_columns_are_all_unlabeled():
+    out = reward_columns(table([trace("t-1"), trace("t-2")]), RewardConfig())
+    assert out["final_reward"].null_count == 2
+    assert out["label"].to_pylist() == [None, None]
+
+
+def test_reward_spec_is_stable_json():
+    spec = RewardConfig().spec()
+    assert spec == RewardConfig().spec()
+    assert '"weights":{"feedback":0.0,"judge":0.4,"ragas":0.6}' in spec
+
+
+def test_weights_parse_from_a_setting_string():
+    assert RewardWeights.parse("ragas=0.5, judge=0.3, feedback=0.2") == RewardWeights(0.5, 0.3, 0.2)
+    assert RewardWeights.parse("judge=1") == RewardWeights(ragas=0.0, judge=1.0, feedback=0.0)
+    for bad in ("ragas=x", "bleu=1", "ragas", "ragas=0,judge=0"):
+        with pytest.raises(ValueError):
+            RewardWeights.parse(bad)

@@ -1,0 +1,5 @@
+import os
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+
+from materializer_tests.openai_server.fixtures import openai_server, openai_server_session  # noqa: E402,F401
