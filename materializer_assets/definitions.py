@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from .pipeline import ingest, lakehouse, scoring
+from .pipeline import dataset, ingest, lakehouse, scoring
 
-STAGES = [ingest, lakehouse, scoring]
+STAGES = [ingest, lakehouse, scoring, dataset]
 
 ASSETS = [asset for stage in STAGES for asset in stage.ASSETS]
 

@@ -111,3 +111,22 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"{SHARED_DIR} is absent (CI always has ../shared next to the repo)")
     return SHARED_DIR
+
+
+@pytest.fixture(autouse=True)
+def _forget_dagster_instance_context():
+    """Creating a DagsterInstance sets a defs-state context variable; disposing the instance
+    resets it to whatever it was before, and an instance nobody disposed is disposed by the
+    garbage collector at a random later moment, reviving a dead instance's storage in the
+    middle of another test. Collect such instances at the end of each test, then clear it."""
+    try:
+        from dagster._core.storage.defs_state.base import _current_storage
+    except ImportError:  # a Dagster without defs state storage
+        yield
+        return
+    _current_storage.set(None)
+    yield
+    import gc
+
+    gc.collect()
+    _current_storage.set(None)

@@ -1,0 +1,86 @@
+"""Stage 4: iceberg_table + judge_scores + ragas_scores → reward_dataset → SFT/DPO/KTO/GRPO/router exports."""
+
+from __future__ import annotations
+
+import os
+
+from ..settings import env_flag
+from .assets import (
+    ASSETS,
+    EXPORT_ASSETS,
+    EXPORT_DATASETS,
+    REWARD_LAKE_DATASET,
+    REWARD_TABLE,
+    dpo_export,
+    grpo_export,
+    kto_export,
+    reward_dataset,
+    reward_dataset_parquet,
+    router_export,
+    sft_export,
+)
+from .erasure import PairedTracesOutput, register as _register_erasure
+from .resources import RewardDatasetResource
+
+# GDPR erasure finds reward_dataset and the keyed exports by their metadata; DPO pairs need their own output.
+_register_erasure(EXPORT_DATASETS["dpo"])
+
+SENSORS: list = []
+SCHEDULES: list = []
+JOBS: list = []
+
+# MATERIALIZER_* variable → RewardDatasetResource field.
+SETTINGS = {
+    "MATERIALIZER_REWARD_WEIGHTS": ("reward_weights", str),
+    "MATERIALIZER_FEEDBACK_SCALE": ("feedback_scale", str),
+    "MATERIALIZER_LABEL_PREFERRED_MIN": ("preferred_min", float),
+    "MATERIALIZER_LABEL_NON_PREFERRED_MAX": ("non_preferred_max", float),
+    "MATERIALIZER_SPLIT_GROUP_BY": ("split_group_by", str),
+    "MATERIALIZER_SPLIT_TEST_FRACTION": ("split_test_fraction", float),
+    "MATERIALIZER_SPLIT_SALT": ("split_salt", str),
+    "MATERIALIZER_SPLIT_NEAR_DUP_THRESHOLD": ("near_dup_threshold", float),
+    "MATERIALIZER_DPO_MIN_MARGIN": ("dpo_min_margin", float),
+    "MATERIALIZER_DPO_MAX_PAIRS_PER_PROMPT": ("dpo_max_pairs_per_prompt", int),
+}
+
+
+def reward_settings_from_env(env=None) -> RewardDatasetResource:
+    env = os.environ if env is None else env
+    values: dict = {}
+    for name, (field, kind) in SETTINGS.items():
+        raw = (env.get(name) or "").strip()
+        if raw:
+            try:
+                values[field] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    values["langfuse_write_scores"] = env_flag("MATERIALIZER_LANGFUSE_WRITE_SCORES", False)
+    return RewardDatasetResource(**values)
+
+
+def build_resources() -> dict:
+    return {"reward_settings": reward_settings_from_env()}
+
+
+__all__ = [
+    "ASSETS",
+    "EXPORT_ASSETS",
+    "EXPORT_DATASETS",
+    "JOBS",
+    "PairedTracesOutput",
+    "REWARD_LAKE_DATASET",
+    "REWARD_TABLE",
+    "SCHEDULES",
+    "SENSORS",
+    "SETTINGS",
+    "RewardDatasetResource",
+    "build_resources",
+    "dpo_export",
+    "grpo_export",
+    "kto_export",
+    "reward_dataset",
+    "reward_dataset_parquet",
+    "reward_settings_from_env",
+    "router_export",
+    "sft_export",
+]

@@ -1,0 +1,321 @@
+"""reward_dataset and its training exports (SFT, DPO, KTO, GRPO, router).
+
+``reward_dataset`` reads the cell of the Iceberg table (pinned to one snapshot,
+recorded on every row as lineage) twice — once for the split plan, once for
+the rows — joins the judge and Ragas scores by (trace_id, observation_id,
+content_hash) and streams ``REWARD_DATASET_SCHEMA`` rows into the Iceberg
+table ``training_data.reward_dataset``, replacing exactly the cell. Then its
+blocking checks read back what the table holds, and, when enabled, each
+row's final_reward is written back to Langfuse as a score.
+
+``reward_dataset_parquet`` copies that cell into the Parquet lake
+(``reward-dataset/``), so the warehouse has it as plain Parquet too.
+
+Each export reads the reward cell from Iceberg and writes Parquet under
+``exports/<format>/date=D/model=M/{train,test}/``; the column layouts are
+TRL's (https://huggingface.co/docs/trl/dataset_formats), see
+``lib/dataset/exports.py``.
+"""
+
+
+import hashlib
+import os
+from collections import Counter
+from typing import Any, Callable, Iterator
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from ...lib import checks as base_checks
+from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLineage, ScoreLookup, build_pairs
+from ...lib.dataset import checks as dataset_checks
+from ...lib.dataset import exports
+from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
+from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
+from ...lib.lake import CellStream
+from ...lib.scoring.inputs import InputStats, consented_only, scan_batches
+from ..partitions import cell_partitions
+from .resources import RewardDatasetResource
+
+REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"
+REWARD_LAKE_DATASET = "reward-dataset"
+EXPORT_DATASETS = {name: f"exports/{name}" for name in exports.EXPORTS}
+READ_BATCH_ROWS = 4096
+LANGFUSE_SCORE_NAME = "final_reward"
+
+REWARD_CHECKS = {
+    "final_reward_in_range": "Every final_reward is in [0, 1] or null.",
+    "no_group_in_both_splits": "No split group (user, or session when so configured) has rows in both train and test.",
+    "no_user_in_both_splits": "No user_id has rows in both train and test.",
+    "consent_lineage": "Every row has consent=true and a recorded, granting consent source.",
+}
+WRITE_BACK_CHECK = "langfuse_scores_written"
+
+
+def _result(name: str, outcome: base_checks.CheckOutcome, blocking: bool = True) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
+        metadata=outcome.metadata,
+    )
+
+
+def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None:
+    """The score columns reward rows need (small: ids + a few numbers per trace), or None for an empty cell."""
+    if not len(scores.schema):  # no files: the scorer wrote an empty cell
+        return None
+    wanted = [*SCORE_KEY_COLUMNS, *columns]
+    return scores.to_table(columns=[c for c in wanted if c in scores.schema.names])
+
+
+def _markdown(metadata: dict) -> dict:
+    """Markdown strings (``*_md``) as MetadataValue.md so the UI renders them as tables."""
+    return {key: dg.MetadataValue.md(value) if key.endswith("_md") else value for key, value in metadata.items()}
+
+
+def _scorer_version(reward_spec: str) -> str:
+    return "reward_dataset/" + hashlib.sha256(reward_spec.encode()).hexdigest()[:12]
+
+
+def _write_back(published, reward_spec: str) -> base_checks.CheckOutcome:
+    """Post each row's final_reward as a Langfuse score (deterministic ids: re-runs overwrite)."""
+    from ...lib.langfuse import LangfuseClient, LangfuseConfig, ScoreToWrite, ScoreWriter
+
+    version = _scorer_version(reward_spec)
+
+    def scores() -> Iterator[ScoreToWrite]:
+        for batch in published.to_batches(columns=["trace_id", "observation_id", "final_reward", "environment"]):
+            for row in batch.to_pylist():
+                if row["final_reward"] is None:
+                    continue  # no reward: nothing to say about the trace
+                yield ScoreToWrite(
+                    trace_id=row["trace_id"],
+                    name=LANGFUSE_SCORE_NAME,
+                    value=row["final_reward"],
+                    scorer_version=version,
+                    observation_id=row["observation_id"],
+                    environment=row["environment"],
+                    metadata={"reward_spec": reward_spec},
+                )
+
+    with LangfuseClient(LangfuseConfig.from_env()) as client:
+        report = ScoreWriter(client).write(scores())
+    return base_checks.CheckOutcome(
+        True,
+        f"{report.written} final_reward score(s) written to Langfuse as {LANGFUSE_SCORE_NAME!r} ({version})",
+        {**report.as_metadata(), "scorer_version": version},
+    )
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="iceberg_io_manager",
+    group_name="dataset",
+    kinds={"iceberg"},
+    metadata={"iceberg_table": REWARD_TABLE},
+    check_specs=[
+        *(dg.AssetCheckSpec(name, asset="reward_dataset", description=d, blocking=True) for name, d in REWARD_CHECKS.items()),
+        dg.AssetCheckSpec(
+            WRITE_BACK_CHECK,
+            asset="reward_dataset",
+            description="Warns when the opt-in Langfuse write-back of final_reward failed.",
+        ),
+    ],
+    description="One row per consented trace: ragas_reward, judge_score, feedback, final_reward (weighted, renormalized "
+    "over the components present), label, a leakage-safe train/test split and lineage (trace, Iceberg snapshot, judge "
+    f"model + prompt version, Ragas version), as the cell of the Iceberg table {REWARD_TABLE}.",
+)
+def reward_dataset(
+    context: dg.AssetExecutionContext,
+    iceberg_table: Any,
+    judge_scores: ds.Dataset,
+    ragas_scores: ds.Dataset,
+    reward_settings: RewardDatasetResource,
+):
+    reward_config = reward_settings.reward_config()
+    scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
+    builder = RewardDatasetBuilder(
+        reward_config,
+        reward_settings.split_config(),
+        RewardLineage(iceberg_snapshot_id=getattr(iceberg_table, "snapshot_id", None)),
+        scores=scores,
+    )
+    # The table only holds consented rows (its own blocking check); filtering again
+    # keeps a consent bug upstream from ever reaching a training row.
+    plan_stats, row_stats = InputStats(), InputStats()
+    plan_columns = list(dict.fromkeys([*builder.plan_columns, "consent", "consent_source"]))
+    builder.plan(consented_only(scan_batches(iceberg_table, plan_columns, READ_BATCH_ROWS), plan_stats))
+    rows = consented_only(scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats)
+    stream = CellStream(
+        builder.batches(rows),
+        REWARD_DATASET_SCHEMA,
+        describe=lambda: _markdown(
+            {
+                **builder.metadata(),
+                "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
+                "upstream_rows": row_stats.rows_read,
+                "rows_skipped_without_consent": row_stats.rows_without_consent,
+            }
+        ),
+    )
+    yield dg.Output(stream)
+    published = stream.published
+
+    def read(columns: list[str]):
+        return published.to_batches(columns=columns)
+
+    yield _result("final_reward_in_range", dataset_checks.check_final_reward_range(read(["trace_id", "final_reward"])))
+    yield _result("no_group_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["split_key", "split"])))
+    yield _result(
+        "no_user_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["user_id", "split"]), "user_id")
+    )
+    yield _result("consent_lineage", dataset_checks.check_consent_lineage(read(["consent", "consent_source"])))
+    if not reward_settings.langfuse_write_scores:
+        outcome = base_checks.CheckOutcome(True, "Langfuse write-back disabled (MATERIALIZER_LANGFUSE_WRITE_SCORES)", {})
+    else:
+        try:
+            outcome = _write_back(published, reward_config.spec())
+        except Exception as exc:  # the dataset is written; a Langfuse outage only warns
+            context.log.warning(f"Langfuse write-back failed: {type(exc).__name__}: {exc}")
+            outcome = base_checks.CheckOutcome(False, f"Langfuse write-back failed: {type(exc).__name__}: {exc}", {})
+    yield _result(WRITE_BACK_CHECK, outcome, blocking=False)
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    group_name="dataset",
+    kinds={"parquet"},
+    metadata={"lake_dataset": REWARD_LAKE_DATASET},
+    description="The reward_dataset cell as Parquet in the warehouse lake (reward-dataset/date=D/model=M/).",
+)
+def reward_dataset_parquet(reward_dataset: Any) -> CellStream:
+    return CellStream(
+        iter(reward_dataset.to_batches()),
+        reward_dataset.schema,
+        describe=lambda: {"iceberg_snapshot_id": reward_dataset.snapshot_id},
+    )
+
+
+def _split_files(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
+    """One folder per split, so trainers load ``train/*.parquet`` and ``test/*.parquet``."""
+    parts = exports.by_split(pa.Table.from_batches([batch]))
+    return {name: part.combine_chunks().to_batches()[0] for name, part in parts.items() if part.num_rows}
+
+
+def _export_stream(reward_cell: Any, build: Callable[..., pa.Table], schema: pa.Schema) -> CellStream:
+    skipped: Counter = Counter()
+    rows = Counter()
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reward_cell.to_batches(batch_size=READ_BATCH_ROWS):
+            table = build(batch, skipped=skipped)
+            rows.update(table.column("split").to_pylist())
+            for part in table.to_batches():
+                yield part
+
+    return CellStream(
+        batches(),
+        schema,
+        split=_split_files,
+        describe=lambda: {
+            "rows_by_split": dict(rows),
+            "rows_skipped": dict(skipped),
+            "iceberg_snapshot_id": reward_cell.snapshot_id,
+            "format_reference": exports.TRL_DATASET_FORMATS_URL,
+        },
+    )
+
+
+def _export_asset(name: str, build: Callable[..., pa.Table], schema: pa.Schema, description: str):
+    @dg.asset(
+        name=f"{name}_export",
+        partitions_def=cell_partitions,
+        io_manager_key="parquet_io_manager",
+        group_name="dataset",
+        kinds={"parquet"},
+        metadata={"lake_dataset": EXPORT_DATASETS[name]},
+        description=description,
+    )
+    def _export(reward_dataset: Any) -> CellStream:
+        return _export_stream(reward_dataset, build, schema)
+
+    return _export
+
+
+sft_export = _export_asset(
+    "sft",
+    exports.sft_table,
+    exports.sft_schema(),
+    "TRL SFT (conversational language modeling: messages) from the preferred rows of reward_dataset.",
+)
+kto_export = _export_asset(
+    "kto",
+    exports.kto_table,
+    exports.kto_schema(),
+    "TRL KTO (unpaired preference: prompt / completion / label) — preferred → true, non_preferred → false.",
+)
+grpo_export = _export_asset(
+    "grpo",
+    exports.grpo_table,
+    exports.grpo_schema(),
+    "TRL GRPO (prompt-only) with the logged response as reference and reward columns for reward functions.",
+)
+router_export = _export_asset(
+    "router",
+    exports.router_table,
+    exports.ROUTER_SCHEMA,
+    "LLMRouter training rows: query, model_name, performance (= final_reward), response_time, token_num.",
+)
+
+DPO_CHECK = "dpo_pairs_valid"
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    io_manager_key="parquet_io_manager",
+    group_name="dataset",
+    kinds={"parquet"},
+    metadata={"lake_dataset": EXPORT_DATASETS["dpo"]},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DPO_CHECK,
+            asset="dpo_export",
+            description="Every pair has chosen ≠ rejected and margin = chosen − rejected ≥ the minimum.",
+            blocking=True,
+        )
+    ],
+    description="TRL DPO (preference: prompt / chosen / rejected, conversational) with a margin column: responses to "
+    "the same or a near-identical prompt, within one split.",
+)
+def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
+    config = reward_settings.pair_config()
+    # Pairing needs the whole cell, but only the few columns pairs are built from.
+    cell = _pair_inputs(reward_dataset)
+    pairs, stats = build_pairs(cell, config)
+    table = exports.dpo_table(pairs)
+    stream = CellStream(
+        iter(table.to_batches()),
+        table.schema,
+        split=_split_files,
+        describe=lambda: {
+            **stats.as_metadata(),
+            "min_margin": config.min_margin,
+            "max_pairs_per_prompt": config.max_pairs_per_prompt,
+            "iceberg_snapshot_id": reward_dataset.snapshot_id,
+            "format_reference": exports.TRL_DATASET_FORMATS_URL,
+        },
+    )
+    yield dg.Output(stream)
+    yield _result(DPO_CHECK, dataset_checks.check_dpo_pairs(stream.published, config.min_margin))
+
+
+def _pair_inputs(reward_cell: Any) -> pa.Table:
+    return reward_cell.to_table(columns=list(PAIR_INPUT_COLUMNS))
+
+
+EXPORT_ASSETS = [sft_export, dpo_export, kto_export, grpo_export, router_export]
+ASSETS = [reward_dataset, reward_dataset_parquet, *EXPORT_ASSETS]
