@@ -1,0 +1,106 @@
+"""One day from the Postgres ``traces`` table into Parquet: the design document's
+pandas task (a) against our ``raw_traces`` + ``consented_parquet`` path (b).
+
+    python benchmarks/extract_bench.py                      # 1,000,000 traces, 3 days × 4 models, 3 rounds
+    python benchmarks/extract_bench.py --rows 20000 --rounds 1
+
+Loads the traces once into the database ``materializer_bench_extract`` (reused
+while the parameters are the same; ``--reload`` rebuilds it), then measures the
+middle day, each path in a process of its own, alternating a/b/b/a over the
+rounds so drift on a shared machine hits both alike. Prints, per path, the
+median extraction time (after imports), rows/s of the day's rows, peak RSS
+(the child's ``ru_maxrss``), CPU seconds and whole-process time, then the
+ratios. ``--paths`` adds ``ours-lib`` (the same lib functions without Dagster).
+
+Note what each path does. (a) reads only the day's rows with
+``user_consent = true`` and an output, and writes them once (snappy).
+(b) reads every row of the day, writes all of them to ``raw-traces``
+(consent=true|false|unknown), reads them back, keeps granted consent from
+every rule (column, tag, metadata key), drops empty responses and
+duplicates, redacts PII and writes ``langfuse-traces`` (zstd) — both datasets
+carry the normalized ``messages`` column too — and runs the assets' checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="traces in the table (default 1,000,000)")
+    parser.add_argument("--days", type=int, default=3, help="days they span (default 3); the middle one is measured")
+    parser.add_argument("--models", type=int, default=4, help="models (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per path (default 3)")
+    parser.add_argument(
+        "--paths", default="baseline,ours", help="comma list of baseline, ours (Dagster), ours-lib (default baseline,ours)"
+    )
+    parser.add_argument("--pg-url", default=common.DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
+    parser.add_argument("--database", default="materializer_bench_extract", help="database to load (created if absent)")
+    parser.add_argument("--reload", action="store_true", help="rebuild the data even if it is there")
+    parser.add_argument(
+        "--code", type=Path, default=common.REPO_ROOT,
+        help="folder whose materializer_assets is measured (default this checkout; e.g. a copy with a change to try)",
+    )
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    args = parser.parse_args(argv)
+    args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
+    unknown = set(args.paths) - set(common.PATHS)
+    if unknown or not args.paths:
+        parser.error(f"unknown paths {sorted(unknown)}; choose from {', '.join(common.PATHS)}")
+    if args.rows < args.days or args.days < 1 or args.models < 1 or args.models > len(common.DEFAULT_MODELS):
+        parser.error(f"need rows >= days >= 1 and 1 <= models <= {len(common.DEFAULT_MODELS)}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    per_day = [args.rows // args.days + (1 if index < args.rows % args.days else 0) for index in range(args.days)]
+    spec = common.DataSpec(rows_per_day=tuple(per_day), models=common.DEFAULT_MODELS[: args.models])
+    day = spec.days[len(spec.days) // 2]
+    url = common.ensure_database(args.pg_url, args.database)
+    print(f"traces: {spec.total_rows:,} over {args.days} day(s) × {args.models} model(s) in database {args.database}")
+    loaded = common.load_traces(url, spec, reload=args.reload, log=print)
+    if not loaded:
+        print("  (reused the data already loaded)")
+    day_rows = common.rows_on(url, day)
+    print(f"measured day: {day} ({day_rows:,} rows); {args.rounds} round(s), each path in its own process\n")
+
+    results: dict[str, list[common.Measurement]] = {path: [] for path in args.paths}
+    for round_number in range(args.rounds):
+        # a b, then b a: neither path always runs first on a warming or cooling machine.
+        order = args.paths if round_number % 2 == 0 else list(reversed(args.paths))
+        for path in order:
+            measurement = common.measure(path, url, day, code=args.code)
+            results[path].append(measurement)
+            print(f"round {round_number + 1}/{args.rounds}  {common.describe(measurement, day_rows)}", flush=True)
+
+    print()
+    summaries = {path: common.summarize(measurements, day_rows) for path, measurements in results.items()}
+    common.print_table(summaries, title=f"Median of {args.rounds} round(s), day {day}, {day_rows:,} rows in the source")
+    if "baseline" in summaries:
+        base = summaries["baseline"]
+        for path in args.paths:
+            if path == "baseline":
+                continue
+            ours = summaries[path]
+            print(
+                f"{path} vs baseline: {base['seconds'] / ours['seconds']:.2f}× faster "
+                f"(time b/a = {ours['seconds'] / base['seconds']:.2f}; whole process "
+                f"{base['process_seconds'] / ours['process_seconds']:.2f}×), "
+                f"peak RSS b/a = {ours['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}"
+            )
+    if args.drop:
+        common.drop_database(args.pg_url, args.database)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
