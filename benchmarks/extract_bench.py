@@ -10,7 +10,9 @@ middle day, each path in a process of its own, alternating a/b/b/a over the
 rounds so drift on a shared machine hits both alike. Prints, per path, the
 median extraction time (after imports), rows/s of the day's rows, peak RSS
 (the child's ``ru_maxrss``), CPU seconds and whole-process time, then the
-ratios. ``--paths`` adds ``ours-lib`` (the same lib functions without Dagster).
+ratios. ``--paths`` adds ``ours-lib`` (the same lib functions without Dagster)
+and ``ours-direct`` (consented rows straight from the source, no raw dataset:
+the baseline's work done our way, for comparison).
 
 Note what each path does. (a) reads only the day's rows with
 ``user_consent = true`` and an output, and writes them once (snappy).
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,7 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", type=int, default=4, help="models (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="measurements per path (default 3)")
     parser.add_argument(
-        "--paths", default="baseline,ours", help="comma list of baseline, ours (Dagster), ours-lib (default baseline,ours)"
+        "--paths",
+        default="baseline,ours",
+        help="comma list of baseline, ours (Dagster), ours-lib, ours-direct (default baseline,ours)",
     )
     parser.add_argument("--pg-url", default=common.DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
     parser.add_argument("--database", default="materializer_bench_extract", help="database to load (created if absent)")
@@ -62,6 +65,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        if args.drop:
+            common.drop_database(args.pg_url, args.database)
+
+
+def _run(args: argparse.Namespace) -> int:
     per_day = [args.rows // args.days + (1 if index < args.rows % args.days else 0) for index in range(args.days)]
     spec = common.DataSpec(rows_per_day=tuple(per_day), models=common.DEFAULT_MODELS[: args.models])
     day = spec.days[len(spec.days) // 2]
@@ -97,8 +108,6 @@ def main(argv=None) -> int:
                 f"{base['process_seconds'] / ours['process_seconds']:.2f}×), "
                 f"peak RSS b/a = {ours['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}"
             )
-    if args.drop:
-        common.drop_database(args.pg_url, args.database)
     return 0
 
 

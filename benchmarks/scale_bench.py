@@ -61,6 +61,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    finally:
+        if args.drop:
+            common.drop_database(args.pg_url, args.database)
+
+
+def _run(args: argparse.Namespace) -> int:
     spec = common.DataSpec(rows_per_day=tuple(args.sizes), models=common.DEFAULT_MODELS[: args.models])
     url = common.ensure_database(args.pg_url, args.database)
     print(f"days of {', '.join(f'{size:,}' for size in args.sizes)} rows × {args.models} model(s) in database {args.database}")
@@ -100,8 +108,6 @@ def main(argv=None) -> int:
             f"peak RSS ratio {large_rss / small_rss:.2f} (target ≤ {RSS_GROWTH_TARGET}); "
             f"peak RSS at {largest:,} rows {common.mb(large_rss)} (target ≤ {common.mb(RSS_TARGET_BYTES)})"
         )
-    if args.drop:
-        common.drop_database(args.pg_url, args.database)
     return 0
 
 

@@ -21,13 +21,19 @@ pytestmark = pytest.mark.slow
 
 
 def _run(script: str, pg_admin_url: str, *args: str) -> str:
+    import psycopg
+
     database = f"materializer_bench_smoke_{uuid.uuid4().hex[:10]}"
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--pg-url", pg_admin_url, "--database", database, "--drop", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    try:
+        completed = subprocess.run(
+            [sys.executable, str(BENCHMARKS / script), "--pg-url", pg_admin_url, "--database", database, "--drop", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:  # also when the script was killed before its own --drop
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed.stdout
 
