@@ -343,7 +343,7 @@ def run_ours_dagster(url: str, day: date, out_dir: Path) -> dict:
 
 def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
     """The same work through the lib functions the assets call, without Dagster."""
-    from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches
+    from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches, read_ahead
     from materializer_assets.lib.redaction import Redactor
     from materializer_assets.lib.schema import NORMALIZED_SCHEMA
     from materializer_assets.lib.sources.postgres import PostgresTraceReader
@@ -367,10 +367,10 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
             raw = CellAddress("raw-traces", day.isoformat(), slug)
             cell = reader.read_cell(day, slug)
             written = lake.write_cell(
-                raw, raw_stage(cell.batches, None, RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
+                raw, raw_stage(read_ahead(cell.batches), None, RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
             )
             rows_read += written.rows
-            consented = consented_stage(iter_batches(lake.open_cell(raw)), None, redactor, ConsentedStats())
+            consented = consented_stage(read_ahead(iter_batches(lake.open_cell(raw))), None, redactor, ConsentedStats())
             written = lake.write_cell(
                 CellAddress("langfuse-traces", day.isoformat(), slug),
                 consented,

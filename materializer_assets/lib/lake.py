@@ -30,7 +30,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -55,8 +55,10 @@ class ParquetWriteOptions:
     compression: str = "zstd"
     compression_level: int = 1
     row_group_rows: int = 32_768
-    # Flush earlier when rows are large, so buffered text stays bounded.
-    row_group_bytes: int = 48 * 2**20
+    # Rows buffered for row groups, over all sub-folders of a cell together:
+    # when text rows are large, a row group is cut at this size instead, so
+    # memory stays bounded whatever the day's size (about 4k traces of 4 kB).
+    buffer_bytes: int = 6 * 2**20
     max_rows_per_file: int = 1_000_000
     # Background writer: encoding (which releases the GIL) overlaps reading.
     writer_thread: bool = True
@@ -150,10 +152,8 @@ class _SubpathWriter:
         self.files.append(relative)
         self.rows_in_file = 0
 
-    def take_row_group(self, force: bool = False) -> pa.Table | None:
+    def take_row_group(self) -> pa.Table | None:
         if not self.buffer:
-            return None
-        if not force and self.buffered_rows < self.options.row_group_rows and self.buffered_bytes < self.options.row_group_bytes:
             return None
         table = pa.Table.from_batches(self.buffer, schema=self.schema)
         self.buffer, self.buffered_rows, self.buffered_bytes = [], 0, 0
@@ -184,7 +184,8 @@ class _BackgroundWriter:
         self.enabled = enabled
         self.error: BaseException | None = None
         if enabled:
-            self.jobs: queue.Queue = queue.Queue(maxsize=2)
+            # One row group queued while one is encoded: memory stays bounded.
+            self.jobs: queue.Queue = queue.Queue(maxsize=1)
             self.thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
             self.thread.start()
 
@@ -279,11 +280,11 @@ class ParquetLake:
                     writer.buffer.append(part)
                     writer.buffered_rows += part.num_rows
                     writer.buffered_bytes += part.nbytes
-                    table = writer.take_row_group()
-                    if table is not None:
-                        background.submit(lambda w=writer, t=table: w.write(t))
+                    for full in _writers_to_flush(writers.values(), self.options):
+                        table = full.take_row_group()
+                        background.submit(lambda w=full, t=table: w.write(t))
             for writer in writers.values():
-                table = writer.take_row_group(force=True)
+                table = writer.take_row_group()
                 if table is not None:
                     background.submit(lambda w=writer, t=table: w.write(t))
             background.finish()
@@ -394,6 +395,21 @@ class ParquetLake:
         self._delete_dir(self.cell_path(address))
 
 
+def _writers_to_flush(writers: Iterable[_SubpathWriter], options: ParquetWriteOptions) -> list[_SubpathWriter]:
+    """Writers whose buffer makes a row group now: a full one by rows, or, while the
+    buffers together exceed the byte budget, the largest."""
+    writers = [writer for writer in writers if writer.buffer]
+    due = [writer for writer in writers if writer.buffered_rows >= options.row_group_rows]
+    pending = sorted((w for w in writers if w not in due), key=lambda w: w.buffered_bytes, reverse=True)
+    total = sum(writer.buffered_bytes for writer in pending)
+    for writer in pending:
+        if total <= options.buffer_bytes:
+            break
+        due.append(writer)
+        total -= writer.buffered_bytes
+    return due
+
+
 def _abort(background: _BackgroundWriter, writers: Mapping[str, _SubpathWriter]) -> None:
     if background.enabled and background.thread.is_alive():
         background.jobs.put(_BackgroundWriter._STOP)
@@ -406,7 +422,92 @@ def _abort(background: _BackgroundWriter, writers: Mapping[str, _SubpathWriter])
 
 
 def iter_batches(dataset: ds.Dataset, columns: list[str] | None = None, batch_size: int = 32_768) -> Iterator[pa.RecordBatch]:
-    """Stream a dataset's batches (bounded memory; skips empty batches)."""
-    for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
-        if batch.num_rows:
-            yield batch
+    """Stream a dataset's batches one row group at a time (skips empty batches).
+
+    ``Dataset.to_batches`` reads ahead across files and keeps decoded row
+    groups alive (apache/arrow#39808), so its memory grows with the cell;
+    reading each row group on its own keeps about one decoded row group in
+    memory. Files missing columns of the dataset's schema (written before a
+    column was appended) read them as nulls, as the dataset would. Anything
+    else with ``to_batches(columns=, batch_size=)`` (an Iceberg cell) is
+    read through that.
+    """
+    if not isinstance(dataset, ds.FileSystemDataset):
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_size):
+            if batch.num_rows:
+                yield batch
+        return
+    for fragment in dataset.get_fragments():
+        for row_group in fragment.split_by_row_group():
+            for batch in row_group.to_batches(
+                schema=dataset.schema,
+                columns=columns,
+                batch_size=batch_size,
+                batch_readahead=0,
+                fragment_readahead=0,
+            ):
+                if batch.num_rows:
+                    yield batch
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class _ReadFailure:
+    error: BaseException
+
+
+def read_ahead(items: Iterable[T], depth: int = 2, name: str = "read-ahead") -> Iterator[T]:
+    """``items``, produced on a background thread up to ``depth`` ahead of the caller.
+
+    A database stream or Parquet decoding releases the GIL, so the source (and
+    PostgreSQL behind it, which otherwise idles once its socket buffer is full)
+    keeps working while the caller transforms and writes the previous batch.
+    An error of the source is raised to the caller; when the caller stops
+    early, the source is closed on its own thread.
+    """
+    finished = object()
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                if not offer(item):
+                    return
+            offer(finished)
+        except BaseException as exc:  # handed to the consumer
+            offer(_ReadFailure(exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # the consumer already has the error that matters
+                    pass
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is finished:
+                return
+            if isinstance(item, _ReadFailure):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        # A source blocked in a read notices the stop at its next item; don't hang on it.
+        thread.join(timeout=60)

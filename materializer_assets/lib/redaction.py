@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -450,13 +451,30 @@ class Redactor:
         if not self.config.enabled:
             return batch, counts
 
-        def redact_strings(array: pa.Array) -> pa.Array:
-            redacted, found = self._engine.redact_strings(array)
-            counts.update(found)
-            return redacted
+        names = [name for name in batch.schema.names if name in self.config.columns]
+        # All text of the batch goes through the engine in one array: pyarrow
+        # compiles each regex anew per call, and RE2 rebuilds its DFA lazily
+        # from scratch each time, so many small calls cost far more than one.
+        pieces: list[pa.Array] = []
 
+        def collect(array: pa.Array) -> pa.Array:
+            pieces.append(array)
+            return array
+
+        for name in names:
+            _redact_column(batch.column(name), collect)
+        if not pieces:
+            return batch, counts
+        combined = pa.concat_arrays([piece.cast(pa.large_string()) for piece in pieces])
+        redacted, found = self._engine.redact_strings(combined)
+        counts.update(found)
+        offsets = np.cumsum([0] + [len(piece) for piece in pieces])
+        replacements = iter(
+            redacted.slice(start, end - start).cast(piece.type)
+            for piece, start, end in zip(pieces, offsets[:-1], offsets[1:])
+        )
         columns = list(batch.columns)
-        for index, name in enumerate(batch.schema.names):
-            if name in self.config.columns:
-                columns[index] = _redact_column(batch.column(index), redact_strings)
+        for name in names:
+            index = batch.schema.get_field_index(name)
+            columns[index] = _redact_column(batch.column(index), lambda _: next(replacements))
         return pa.RecordBatch.from_arrays(columns, schema=batch.schema), counts

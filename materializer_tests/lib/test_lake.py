@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import boto3
 import pyarrow as pa
@@ -15,6 +16,8 @@ from materializer_assets.lib.lake import (
     CellNotMaterialized,
     ParquetLake,
     ParquetWriteOptions,
+    iter_batches,
+    read_ahead,
 )
 from materializer_assets.lib.stages import ConsentViolation, require_granted, split_by_consent
 from materializer_assets.lib.storage import resolve
@@ -148,3 +151,67 @@ def _all_files(lake: ParquetLake, path: str) -> list[str]:
 
     infos = lake.filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     return [info.path for info in infos if info.type == pafs.FileType.File]
+
+
+def test_row_groups_are_cut_by_the_shared_byte_budget(tmp_path):
+    # Large rows: the budget, not the row count, ends each row group, over all sub-folders together.
+    lake = _lake(str(tmp_path), row_group_rows=10_000, buffer_bytes=256 * 1024)
+    batches = [make_batch(100, consent=[True, False][i % 2], prefix=f"b{i}") for i in range(20)]
+    big = [
+        b.set_column(b.schema.get_field_index("response"), "response", pa.array(["x" * 5_000] * b.num_rows))
+        for b in batches
+    ]
+    result = lake.write_cell(ADDRESS, iter(big), big[0].schema, split=split_by_consent)
+    assert result.rows == 2_000
+    for path in lake.cell_files(ADDRESS):
+        metadata = pq.ParquetFile(path).metadata
+        assert metadata.num_row_groups > 1
+        # ~5 kB rows under a 256 kB budget: never a row group of thousands of rows
+        assert max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)) <= 200
+
+
+def test_iter_batches_reads_row_group_by_row_group_and_fills_appended_columns(tmp_path):
+    lake = _lake(str(tmp_path), row_group_rows=40)
+    batch = make_batch(100)
+    lake.write_cell(ADDRESS, iter([batch.drop_columns(["tools"])]), batch.schema.remove(batch.schema.get_field_index("tools")))
+    # Read with the full schema, as a file written before ``tools`` was appended is.
+    dataset = lake.open_cell(ADDRESS, schema=batch.schema)
+    batches = list(iter_batches(dataset, batch_size=1_000))
+    assert [b.num_rows for b in batches] == [40, 40, 20]  # one row group at a time
+    table = pa.Table.from_batches(batches)
+    assert table.column("trace_id").to_pylist() == batch.column("trace_id").to_pylist()
+    assert table.column("tools").null_count == 100
+    assert [b.num_rows for b in iter_batches(dataset, columns=["trace_id"])] == [40, 40, 20]
+
+
+def test_read_ahead_yields_everything_in_order():
+    assert list(read_ahead(iter(range(1_000)), depth=3)) == list(range(1_000))
+
+
+def test_read_ahead_raises_the_sources_error_after_the_items_before_it():
+    def source():
+        yield 1
+        yield 2
+        raise OSError("connection reset")
+
+    seen = []
+    with pytest.raises(OSError, match="connection reset"):
+        for item in read_ahead(source()):
+            seen.append(item)
+    assert seen == [1, 2]
+
+
+def test_read_ahead_closes_the_source_when_the_consumer_stops_early():
+    closed = threading.Event()
+
+    def source():
+        try:
+            for number in range(1_000_000):
+                yield number
+        finally:
+            closed.set()
+
+    reader = read_ahead(source(), depth=2)
+    assert next(reader) == 0
+    reader.close()
+    assert closed.wait(5)

@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 
 from ...lib import checks
-from ...lib.lake import CellStream, iter_batches
+from ...lib.lake import CellStream, iter_batches, read_ahead
 from ...lib.normalize import RejectionLog
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
 from ...lib.stages import (
@@ -100,7 +100,7 @@ def raw_traces(
 
     stats = RawStats()
     stream = CellStream(
-        raw_stage(without_forgotten(cell.batches), registry, stats),
+        raw_stage(without_forgotten(read_ahead(cell.batches, name="source-reader")), registry, stats),
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
@@ -150,7 +150,7 @@ def consented_parquet(
     registry = trace_source.load_registry()
     stats = ConsentedStats()
     stream = CellStream(
-        consented_stage(iter_batches(raw_traces), registry, privacy.redactor(), stats),
+        consented_stage(read_ahead(iter_batches(raw_traces), name="raw-reader"), registry, privacy.redactor(), stats),
         NORMALIZED_SCHEMA,
         split=lambda batch: {"consent=true": batch},
         guard=require_granted,
