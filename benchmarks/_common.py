@@ -60,7 +60,7 @@ DEFAULT_MODELS = ("glm-5-32b", "Qwen/Qwen3-Coder-4B-Instruct", "llama-3.1-8b-ins
 # Share of a day's rows per model (skewed, like real traffic).
 MODEL_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
 FIRST_DAY = date(2026, 4, 17)
-PATHS = ("baseline", "ours", "ours-lib", "ours-direct")
+PATHS = ("baseline", "ours", "ours-iceberg", "ours-lib", "ours-direct")
 RESULT_PREFIX = "BENCH_RESULT "
 
 # ---------------------------------------------------------------- databases
@@ -302,29 +302,33 @@ def _day_slugs(url: str, day: date) -> list[str]:
         return sorted({slugs.model_slug(name) for name in reader.models_on(day)})
 
 
-def run_ours_dagster(url: str, day: date, out_dir: Path) -> dict:
-    """raw_traces + consented_parquet of every cell of the day, as real Dagster runs."""
+def run_ours_dagster(url: str, day: date, out_dir: Path, with_iceberg: bool = False) -> dict:
+    """raw_traces + consented_parquet (+ iceberg_table) of every cell of the day, as real Dagster runs."""
     import dagster as dg
 
-    from materializer_assets.pipeline.ingest import ASSETS  # raw_traces, consented_parquet: nothing downstream
+    from materializer_assets.pipeline import ingest, lakehouse  # nothing downstream is materialized
     from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
     from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+    from materializer_assets.resources.iceberg_io import IcebergIOManager
 
     started = time.perf_counter()
+    assets = list(ingest.ASSETS) + (list(lakehouse.ASSETS) if with_iceberg else [])
     resources = {
         "trace_source": TraceSourceResource(source=url),
         "privacy": PrivacyResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=str(out_dir)),
+        "iceberg_io_manager": IcebergIOManager(warehouse=str(out_dir)),
     }
     # In-memory run and event storage, like the project's tests: a persistent SQLite
     # instance adds ~1 s of fsync'ed event writes per run, which is storage, not extraction.
+    step_seconds: dict[str, float] = {}
     with dg.DagsterInstance.ephemeral() as instance:
         slugs = _day_slugs(url, day)
         instance.add_dynamic_partitions(MODEL_DIMENSION, slugs)
         rows_read = rows_written = 0
         for slug in slugs:
             result = dg.materialize(
-                ASSETS, partition_key=cell_key(day, slug), resources=resources, instance=instance, raise_on_error=True
+                assets, partition_key=cell_key(day, slug), resources=resources, instance=instance, raise_on_error=True
             )
             failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
             if failed:
@@ -337,8 +341,33 @@ def run_ours_dagster(url: str, day: date, out_dir: Path) -> dict:
                     rows_read += rows
                 elif asset == "consented_parquet":
                     rows_written += rows
+            for step, seconds in _step_seconds(instance, result.run_id).items():
+                step_seconds[step] = step_seconds.get(step, 0.0) + seconds
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "rows_read": rows_read, "rows_written": rows_written, "cells": len(slugs)}
+    return {
+        "seconds": elapsed, "rows_read": rows_read, "rows_written": rows_written, "cells": len(slugs),
+        "step_seconds": step_seconds,
+    }
+
+
+def run_ours_iceberg(url: str, day: date, out_dir: Path) -> dict:
+    """``ours`` plus ``iceberg_table``: what registering the cell in Iceberg adds to its time."""
+    return run_ours_dagster(url, day, out_dir, with_iceberg=True)
+
+
+def _step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Wall time of each step of a run, from its STEP_START and STEP_SUCCESS events."""
+    starts: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value == "STEP_SUCCESS" and event.step_key in starts:
+            seconds[event.step_key] = entry.timestamp - starts[event.step_key]
+    return seconds
 
 
 def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
@@ -414,7 +443,13 @@ def run_ours_direct(url: str, day: date, out_dir: Path) -> dict:
     return {"seconds": elapsed, "rows_read": rows_read, "rows_written": rows_written, "cells": len(slugs)}
 
 
-RUNNERS = {"baseline": run_baseline, "ours": run_ours_dagster, "ours-lib": run_ours_lib, "ours-direct": run_ours_direct}
+RUNNERS = {
+    "baseline": run_baseline,
+    "ours": run_ours_dagster,
+    "ours-iceberg": run_ours_iceberg,
+    "ours-lib": run_ours_lib,
+    "ours-direct": run_ours_direct,
+}
 
 
 def _child_main(argv: Sequence[str]) -> None:
@@ -530,10 +565,32 @@ def summarize(measurements: Sequence[Measurement], day_rows: int) -> dict:
         "process_seconds": statistics.median(m.process_seconds for m in measurements),
         "rows_written": measurements[-1].rows_written,
         "bytes_written": measurements[-1].bytes_written,
+        "step_seconds": {
+            step: statistics.median(m.extra.get("step_seconds", {}).get(step, 0.0) for m in measurements)
+            for step in measurements[-1].extra.get("step_seconds", {})
+        },
     }
 
 
-LABELS = {"baseline": "(a) baseline", "ours": "(b) ours", "ours-lib": "(b') ours-lib", "ours-direct": "(c) ours-direct"}
+def print_iceberg_share(summary: dict) -> None:
+    """What iceberg_table adds to a cell's raw_traces + consented_parquet time (summed over the day's cells)."""
+    steps = summary.get("step_seconds") or {}
+    if "iceberg_table" not in steps:
+        return
+    extraction = steps.get("raw_traces", 0.0) + steps.get("consented_parquet", 0.0)
+    print(
+        f"iceberg_table: {steps['iceberg_table']:.2f} s over the day's cells vs {extraction:.2f} s for "
+        f"raw_traces + consented_parquet: +{steps['iceberg_table'] / extraction * 100:.1f}% (target ≤ 20%)"
+    )
+
+
+LABELS = {
+    "baseline": "(a) baseline",
+    "ours": "(b) ours",
+    "ours-iceberg": "(b+) +iceberg",
+    "ours-lib": "(b') ours-lib",
+    "ours-direct": "(c) ours-direct",
+}
 
 
 def print_table(summaries: dict[str, dict], title: str) -> None:

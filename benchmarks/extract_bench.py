@@ -10,9 +10,11 @@ middle day, each path in a process of its own, alternating a/b/b/a over the
 rounds so drift on a shared machine hits both alike. Prints, per path, the
 median extraction time (after imports), rows/s of the day's rows, peak RSS
 (the child's ``ru_maxrss``), CPU seconds and whole-process time, then the
-ratios. ``--paths`` adds ``ours-lib`` (the same lib functions without Dagster)
-and ``ours-direct`` (consented rows straight from the source, no raw dataset:
-the baseline's work done our way, for comparison).
+ratios, and what ``iceberg_table`` adds to the cells' time (``ours-iceberg``:
+the same runs with the Iceberg asset, timed per step). ``--paths`` adds
+``ours-lib`` (the same lib functions without Dagster) and ``ours-direct``
+(consented rows straight from the source, no raw dataset: the baseline's
+work done our way, for comparison).
 
 Note what each path does. (a) reads only the day's rows with
 ``user_consent = true`` and an output, and writes them once (snappy).
@@ -42,8 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="measurements per path (default 3)")
     parser.add_argument(
         "--paths",
-        default="baseline,ours",
-        help="comma list of baseline, ours (Dagster), ours-lib, ours-direct (default baseline,ours)",
+        default="baseline,ours,ours-iceberg",
+        help="comma list of baseline, ours (Dagster), ours-iceberg (ours + iceberg_table), ours-lib, ours-direct "
+        "(default baseline,ours,ours-iceberg)",
     )
     parser.add_argument("--pg-url", default=common.DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
     parser.add_argument("--database", default="materializer_bench_extract", help="database to load (created if absent)")
@@ -96,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
     print()
     summaries = {path: common.summarize(measurements, day_rows) for path, measurements in results.items()}
     common.print_table(summaries, title=f"Median of {args.rounds} round(s), day {day}, {day_rows:,} rows in the source")
+    for summary in summaries.values():
+        common.print_iceberg_share(summary)
     if "baseline" in summaries:
         base = summaries["baseline"]
         for path in args.paths:

@@ -58,6 +58,9 @@ def test_extract_bench_prints_both_paths_and_their_ratio(pg_admin_url):
     baseline_rows, our_rows = int(baseline[6].replace(",", "")), int(ours[6].replace(",", ""))
     assert 0 < baseline_rows < our_rows < day_rows
     assert re.search(r"ours vs baseline: [\d.]+× faster \(time b/a = [\d.]+; .*peak RSS b/a = [\d.]+", output)
+    # the same runs with iceberg_table, and what it adds to the cells' time
+    assert int(_table_row(output, "(b+) +iceberg")[6].replace(",", "")) == our_rows
+    assert re.search(r"iceberg_table: [\d.]+ s over the day's cells vs [\d.]+ s for raw_traces \+ consented_parquet: \+[\d.]+%", output)
 
 
 def test_scale_bench_prints_time_and_rss_per_size_and_the_rss_ratio(pg_admin_url):
