@@ -66,6 +66,30 @@ RESULT_PREFIX = "BENCH_RESULT "
 # ---------------------------------------------------------------- databases
 
 
+def add_common_arguments(parser, database: str, rounds: int) -> None:
+    """The options every extraction benchmark shares: the server, its database, the code measured."""
+    parser.add_argument("--models", type=int, default=4, help="models per day (default 4)")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"measurements per path or size (default {rounds})")
+    parser.add_argument("--pg-url", default=DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
+    parser.add_argument("--database", default=database, help="database to load (created if absent)")
+    parser.add_argument("--reload", action="store_true", help="rebuild the data even if it is there")
+    parser.add_argument(
+        "--code", type=Path, default=REPO_ROOT,
+        help="folder whose materializer_assets is measured (default this checkout; e.g. a copy with a change to try)",
+    )
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+
+
+def run_then_drop(args, run) -> int:
+    """``run(args)``, then drop the benchmark database if ``--drop`` asked for it (also on failure)."""
+    try:
+        return run(args)
+    finally:
+        if args.drop:
+            drop_database(args.pg_url, args.database)
+
+
+
 def database_url(admin_url: str, database: str) -> str:
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{database}"

@@ -40,22 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="traces in the table (default 1,000,000)")
     parser.add_argument("--days", type=int, default=3, help="days they span (default 3); the middle one is measured")
-    parser.add_argument("--models", type=int, default=4, help="models (default 4)")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per path (default 3)")
     parser.add_argument(
         "--paths",
         default="baseline,ours,ours-iceberg",
         help="comma list of baseline, ours (Dagster), ours-iceberg (ours + iceberg_table), ours-lib, ours-direct "
         "(default baseline,ours,ours-iceberg)",
     )
-    parser.add_argument("--pg-url", default=common.DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
-    parser.add_argument("--database", default="materializer_bench_extract", help="database to load (created if absent)")
-    parser.add_argument("--reload", action="store_true", help="rebuild the data even if it is there")
-    parser.add_argument(
-        "--code", type=Path, default=common.REPO_ROOT,
-        help="folder whose materializer_assets is measured (default this checkout; e.g. a copy with a change to try)",
-    )
-    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    common.add_common_arguments(parser, database="materializer_bench_extract", rounds=3)
     args = parser.parse_args(argv)
     args.paths = [path.strip() for path in args.paths.split(",") if path.strip()]
     unknown = set(args.paths) - set(common.PATHS)
@@ -67,12 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return _run(args)
-    finally:
-        if args.drop:
-            common.drop_database(args.pg_url, args.database)
+    return common.run_then_drop(parse_args(argv), _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -30,17 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,300000,1000000", help="rows per day, comma-separated")
     parser.add_argument("--only", default="", help="measure only these of the sizes (the data of all is loaded)")
-    parser.add_argument("--models", type=int, default=4, help="models per day (default 4)")
-    parser.add_argument("--rounds", type=int, default=1, help="measurements per size (default 1)")
     parser.add_argument("--path", default="ours", choices=[p for p in common.PATHS if p != "baseline"] + ["baseline"])
-    parser.add_argument("--pg-url", default=common.DEFAULT_ADMIN_URL, help="admin URL of the PostgreSQL server")
-    parser.add_argument("--database", default="materializer_bench_scale", help="database to load (created if absent)")
-    parser.add_argument("--reload", action="store_true", help="rebuild the data even if it is there")
-    parser.add_argument(
-        "--code", type=Path, default=common.REPO_ROOT,
-        help="folder whose materializer_assets is measured (default this checkout; e.g. a copy with a change to try)",
-    )
-    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    common.add_common_arguments(parser, database="materializer_bench_scale", rounds=1)
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(size.replace("_", "")) for size in args.sizes.split(",") if size.strip()]
@@ -60,12 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        return _run(args)
-    finally:
-        if args.drop:
-            common.drop_database(args.pg_url, args.database)
+    return common.run_then_drop(parse_args(argv), _run)
 
 
 def _run(args: argparse.Namespace) -> int:
