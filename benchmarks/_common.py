@@ -330,19 +330,23 @@ def run_ours_dagster(url: str, day: date, out_dir: Path, with_iceberg: bool = Fa
     """raw_traces + consented_parquet (+ iceberg_table) of every cell of the day, as real Dagster runs."""
     import dagster as dg
 
-    from materializer_assets.pipeline import ingest, lakehouse  # nothing downstream is materialized
+    from materializer_assets.pipeline import ingest  # nothing downstream is materialized
     from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
     from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
-    from materializer_assets.resources.iceberg_io import IcebergIOManager
 
     started = time.perf_counter()
-    assets = list(ingest.ASSETS) + (list(lakehouse.ASSETS) if with_iceberg else [])
+    assets = list(ingest.ASSETS)
     resources = {
         "trace_source": TraceSourceResource(source=url),
         "privacy": PrivacyResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=str(out_dir)),
-        "iceberg_io_manager": IcebergIOManager(warehouse=str(out_dir)),
     }
+    if with_iceberg:  # imported only then: pyiceberg is not part of the extraction's footprint
+        from materializer_assets.pipeline import lakehouse
+        from materializer_assets.resources.iceberg_io import IcebergIOManager
+
+        assets += list(lakehouse.ASSETS)
+        resources["iceberg_io_manager"] = IcebergIOManager(warehouse=str(out_dir))
     # In-memory run and event storage, like the project's tests: a persistent SQLite
     # instance adds ~1 s of fsync'ed event writes per run, which is storage, not extraction.
     step_seconds: dict[str, float] = {}

@@ -15,6 +15,12 @@ from typing import Any
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 
 
+# Fewer malloc arenas keep RSS from drifting up over a large day (lib/memory.py).
+from .lib.memory import limit_malloc_arenas  # noqa: E402 - after the variable above
+
+limit_malloc_arenas()
+
+
 def __getattr__(name: str) -> Any:
     if name == "defs":
         from .definitions import defs

@@ -37,6 +37,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .memory import release_free_memory
 from .schema import DICTIONARY_COLUMNS, TEXT_COLUMNS
 from .storage import Location
 
@@ -168,6 +169,7 @@ class _SubpathWriter:
         self.writer.write_table(table, row_group_size=self.options.row_group_rows)
         self.rows_in_file += table.num_rows
         self.rows += table.num_rows
+        release_free_memory()  # zstd's work memory of this row group, see lib/memory.py
 
     def close(self) -> None:
         if self.writer is not None:
@@ -458,7 +460,7 @@ class _ReadFailure:
     error: BaseException
 
 
-def read_ahead(items: Iterable[T], depth: int = 2, name: str = "read-ahead") -> Iterator[T]:
+def read_ahead(items: Iterable[T], depth: int = 1, name: str = "read-ahead") -> Iterator[T]:
     """``items``, produced on a background thread up to ``depth`` ahead of the caller.
 
     A database stream or Parquet decoding releases the GIL, so the source (and

@@ -63,7 +63,7 @@ from .base import CellRead, SourceUnavailableError, TraceReader
 SOURCE_KIND = "postgres"
 DEFAULT_TABLE = "traces"
 # Small batches keep memory flat (a cell is never held whole) and cost nothing measurable in speed.
-DEFAULT_BATCH_SIZE_HINT_BYTES = 4 * 2**20
+DEFAULT_BATCH_SIZE_HINT_BYTES = 2 * 2**20
 # Added to URLs that set none, so an unroutable host fails instead of hanging.
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 10
 # The URL query parameter that is ours, not libpq's.
