@@ -167,6 +167,22 @@ def as_mapping(value: Any) -> dict[str, Any]:
     return {}
 
 
+def decoded(value: Any) -> Any:
+    """Decode JSON text held in a text field: JSON containers and string literals.
+
+    Langfuse v4 returns input/output as raw JSON text, and CSV or ClickHouse
+    string columns hold JSON; anything that is not valid JSON stays as it is.
+    """
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped[:1] in ("[", "{") or (len(stripped) > 1 and stripped[0] == stripped[-1] == '"'):
+            try:
+                return json.loads(stripped)
+            except ValueError:
+                return value
+    return value
+
+
 def as_string_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -476,6 +492,43 @@ def batched_rows(rows: Iterable[dict[str, Any]], batch_rows: int = 8192) -> Iter
             pending = []
     if pending:
         yield rows_to_batch(pending)
+
+
+def batched_located_rows(
+    located_rows: Iterable[tuple[str, dict[str, Any]]], log: RejectionLog, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of at most ``batch_rows`` rows from ``(location, row)`` pairs.
+
+    If Arrow refuses a batch (an unpaired surrogate that slipped in through a
+    nested JSON string, say), its rows are converted one by one and only the
+    offending ones are rejected in ``log`` at their location, so one record
+    never stops the others.
+    """
+    pending: list[tuple[str, dict[str, Any]]] = []
+    for item in located_rows:
+        pending.append(item)
+        if len(pending) >= batch_rows:
+            yield from _convert_or_reject(pending, log)
+            pending = []
+    if pending:
+        yield from _convert_or_reject(pending, log)
+
+
+def _convert_or_reject(pending: list[tuple[str, dict[str, Any]]], log: RejectionLog) -> list[pa.RecordBatch]:
+    try:
+        return [rows_to_batch([row for _, row in pending])]
+    except (UnicodeError, pa.ArrowException):
+        pass
+    kept = []
+    for location, row in pending:
+        try:
+            rows_to_batch([row])
+        except (UnicodeError, pa.ArrowException) as exc:
+            reason = REJECT_INVALID_UTF8 if isinstance(exc, UnicodeError) else REJECT_BAD_MESSAGES
+            log.reject(reason, location, str(exc))
+            continue
+        kept.append(row)
+    return [rows_to_batch(kept)] if kept else []
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..schema import MESSAGE_TYPE
+from ..schema import NORMALIZED_SCHEMA
 
 TRAIN = "train"
 TEST = "test"
@@ -31,39 +31,48 @@ SPLITS = (TRAIN, TEST)
 EXCLUDED_DUPLICATE = "duplicate"  # same prompt side + response as a kept row
 EXCLUDED_NEAR_DUPLICATE = "near_duplicate_of_train"  # a test row whose prompt near-duplicates a train prompt
 
+
+def _normalized(*names: str) -> list[pa.Field]:
+    """Fields carried over from the normalized trace, taken from its schema so they cannot drift."""
+    return [NORMALIZED_SCHEMA.field(name) for name in names]
+
+
 REWARD_DATASET_SCHEMA = pa.schema(
     [
         # identity and partition
-        pa.field("trace_id", pa.string(), nullable=False),
-        pa.field("observation_id", pa.string()),
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("date", pa.string(), nullable=False),
-        pa.field("model", pa.string()),
-        pa.field("model_slug", pa.string(), nullable=False),
-        pa.field("user_id", pa.string()),
-        pa.field("session_id", pa.string()),
-        pa.field("environment", pa.string()),
+        *_normalized(
+            "trace_id",
+            "observation_id",
+            "timestamp",
+            "date",
+            "model",
+            "model_slug",
+            "user_id",
+            "session_id",
+            "environment",
+        ),
         # the training example
-        pa.field("messages", pa.list_(MESSAGE_TYPE)),
-        pa.field("prompt", pa.string()),
-        pa.field("response", pa.string()),
-        pa.field("contexts", pa.list_(pa.string())),
-        pa.field("tools", pa.string()),
-        pa.field("latency_ms", pa.int64()),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("total_tokens", pa.int64()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("content_hash", pa.string(), nullable=False),
+        *_normalized(
+            "messages",
+            "prompt",
+            "response",
+            "contexts",
+            "tools",
+            "latency_ms",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cost_usd",
+            "content_hash",
+        ),
         # consent lineage (checked: consent = true and a recorded source on every row)
-        pa.field("consent", pa.bool_()),
-        pa.field("consent_source", pa.string()),
+        *_normalized("consent", "consent_source"),
         # reward components and result
         pa.field("ragas_reward", pa.float64()),
         pa.field("ragas_status", pa.string()),
         pa.field("judge_score", pa.float64()),
         pa.field("judge_status", pa.string()),
-        pa.field("feedback_score", pa.float64()),  # raw, as the source gave it
+        *_normalized("feedback_score"),  # raw, as the source gave it
         pa.field("feedback_reward", pa.float64()),  # normalized to [0, 1]
         pa.field("feedback_status", pa.string()),
         pa.field("final_reward", pa.float64()),
@@ -74,7 +83,7 @@ REWARD_DATASET_SCHEMA = pa.schema(
         pa.field("split_key", pa.string(), nullable=False),  # the group hashed, e.g. "user_id:u-17"
         pa.field("excluded_reason", pa.string()),
         # lineage
-        pa.field("source", pa.string(), nullable=False),
+        *_normalized("source"),
         pa.field("iceberg_snapshot_id", pa.int64()),
         pa.field("judge_model", pa.string()),
         pa.field("prompt_version", pa.string()),  # the judge prompt's version

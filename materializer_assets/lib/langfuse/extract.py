@@ -43,7 +43,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
-from ..normalize import RecordRejected, as_float, as_mapping, as_string_list, as_text, parse_timestamp, utc_day
+from ..normalize import (
+    RecordRejected,
+    as_float,
+    as_mapping,
+    as_string_list,
+    as_text,
+    decoded,
+    parse_timestamp,
+    utc_day,
+)
 from ..slugs import model_slug
 from ..sources.files import FEEDBACK_SCORE_NAMES, MACHINE_SCORE_SOURCES
 from .client import LangfuseClient, LangfuseUnavailableError, iso_utc
@@ -101,18 +110,6 @@ def day_windows(day: date, minutes: int) -> list[Window]:
 
 
 # ---------------------------------------------------------------- record helpers
-
-
-def decoded(value: Any) -> Any:
-    """v4 returns input/output as raw JSON text: decode JSON containers and string literals."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        if stripped[:1] in ("[", "{") or (len(stripped) > 1 and stripped[0] == stripped[-1] == '"'):
-            try:
-                return json.loads(stripped)
-            except ValueError:
-                return value
-    return value
 
 
 def _first(*values: Any) -> Any:

@@ -112,9 +112,10 @@ from ..normalize import (
     as_mapping,
     as_string_list,
     as_text,
+    batched_located_rows,
     build_examples,
+    decoded,
     parse_timestamp,
-    rows_to_batch,
     utc_day,
 )
 from ..slugs import model_slug as slug_for
@@ -198,18 +199,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return as_mapping(value)
 
 
-def _decoded(value: Any) -> Any:
-    """Text columns hold JSON (CSV, ClickHouse strings): decode JSON containers and string literals."""
-    if isinstance(value, str):
-        stripped = value.strip()
-        if stripped[:1] in ("[", "{") or (len(stripped) > 1 and stripped[0] == stripped[-1] == '"'):
-            try:
-                return json.loads(stripped)
-            except ValueError:
-                return value
-    return value
-
-
 def _model_name(value: Any) -> str | None:
     """The model name exactly as build_examples keeps it (so slugs agree)."""
     text = as_text(value)
@@ -244,7 +233,7 @@ def _has_lone_surrogate(value: Any) -> bool:
 
 def _context_texts(output: Any) -> list[str]:
     """Documents a retriever returned: a list, ``{documents|contexts|results: [...]}`` or text."""
-    output = _decoded(output)
+    output = decoded(output)
     if isinstance(output, Mapping):
         for key in ("documents", "contexts", "results", "docs"):
             if isinstance(output.get(key), list):
@@ -294,9 +283,9 @@ class _Row:
         return None if seconds is None else round(seconds * 1000)
 
     def tools(self) -> Any:
-        tools = _decoded(_first(self.get(*_TOOLS), _pick(self.metadata, ("tools",))))
+        tools = decoded(_first(self.get(*_TOOLS), _pick(self.metadata, ("tools",))))
         if isinstance(tools, list):  # Langfuse keeps each definition as a JSON string
-            tools = [_decoded(tool) for tool in tools]
+            tools = [decoded(tool) for tool in tools]
         return tools or None
 
 
@@ -316,7 +305,7 @@ class _TraceFields:
         self.user_id = _first(self.user_id, row.get(*_USER_ID))
         self.session_id = _first(self.session_id, row.get(*_SESSION_ID))
         self.environment = _first(self.environment, row.get("environment"))
-        self.tags = _merged_tags(self.tags, _decoded(row.get(*_TAGS)))
+        self.tags = _merged_tags(self.tags, decoded(row.get(*_TAGS)))
         self.metadata = {**self.metadata, **row.metadata}
 
 
@@ -436,7 +425,7 @@ class FileTraceReader(TraceReader):
             for root in roots:
                 yield from self._export_rows(root, cell, log, extracted_at)
 
-        return CellRead(batches=_record_batches(located_rows(), log), rejections=log)
+        return CellRead(batches=batched_located_rows(located_rows(), log, BATCH_ROWS), rejections=log)
 
     # ------------------------------------------------------------ listing
 
@@ -972,7 +961,7 @@ def _chat_fields(record: Mapping[str, Any]) -> dict[str, Any]:
         "latency_ms": row.latency_ms(None),
         **row.usage(),
         "cost_usd": row.cost(),
-        "tags": _merged_tags(_decoded(row.get(*_TAGS))),
+        "tags": _merged_tags(decoded(row.get(*_TAGS))),
         "metadata": record.get("metadata"),
         "explicit_consent": row.get("consent"),
         "feedback_score": row.get(*_FEEDBACK),
@@ -999,8 +988,8 @@ def _observation_fields(
         "observation_id": record.get("id"),
         "timestamp": start,
         "model": row.model(),
-        "messages": _decoded(record.get("input")),
-        "output": _decoded(record.get("output")),
+        "messages": decoded(record.get("input")),
+        "output": decoded(record.get("output")),
         "user_id": _first(row.get(*_USER_ID), trace.user_id),
         "session_id": _first(row.get(*_SESSION_ID), trace.session_id),
         "environment": _first(row.get("environment"), trace.environment),
@@ -1008,7 +997,7 @@ def _observation_fields(
         "latency_ms": row.latency_ms(start),
         **row.usage(),
         "cost_usd": row.cost(),
-        "tags": _merged_tags(trace.tags, _decoded(row.get(*_TAGS))),
+        "tags": _merged_tags(trace.tags, decoded(row.get(*_TAGS))),
         "metadata": {**trace.metadata, **row.metadata} or record.get("metadata"),
         "explicit_consent": row.get("consent") if extensions else None,
         "feedback_score": _first(feedback, row.get(*_FEEDBACK) if extensions else None),
@@ -1024,8 +1013,8 @@ def _trace_row_fields(record: Mapping[str, Any], contexts: list[str] | None, fee
         "observation_id": None,
         "timestamp": row.get("timestamp"),
         "model": row.model(),
-        "messages": _decoded(record.get("input")),
-        "output": _decoded(record.get("output")),
+        "messages": decoded(record.get("input")),
+        "output": decoded(record.get("output")),
         "user_id": row.get(*_USER_ID),
         "session_id": row.get(*_SESSION_ID),
         "environment": row.get("environment"),
@@ -1033,45 +1022,8 @@ def _trace_row_fields(record: Mapping[str, Any], contexts: list[str] | None, fee
         "latency_ms": row.latency_ms(None),
         **row.usage(),
         "cost_usd": row.cost(),
-        "tags": _merged_tags(_decoded(row.get(*_TAGS))),
+        "tags": _merged_tags(decoded(row.get(*_TAGS))),
         "metadata": row.metadata or record.get("metadata"),
         "feedback_score": feedback,
         "tools": row.tools(),
     }
-
-
-# ---------------------------------------------------------------- batches
-
-
-def _record_batches(located_rows: Iterator[tuple[str, dict[str, Any]]], log: RejectionLog) -> Iterator[pa.RecordBatch]:
-    """Record batches of :data:`BATCH_ROWS` rows.
-
-    If Arrow refuses a batch (an unpaired surrogate that slipped in through a
-    nested JSON string, say), its rows are converted one by one and only the
-    offending ones are rejected, so one record never stops the others.
-    """
-    pending: list[tuple[str, dict[str, Any]]] = []
-    for item in located_rows:
-        pending.append(item)
-        if len(pending) >= BATCH_ROWS:
-            yield from _convert(pending, log)
-            pending = []
-    if pending:
-        yield from _convert(pending, log)
-
-
-def _convert(pending: list[tuple[str, dict[str, Any]]], log: RejectionLog) -> list[pa.RecordBatch]:
-    try:
-        return [rows_to_batch([row for _, row in pending])]
-    except (UnicodeError, pa.ArrowException):
-        pass
-    kept = []
-    for location, row in pending:
-        try:
-            rows_to_batch([row])
-        except (UnicodeError, pa.ArrowException) as exc:
-            reason = REJECT_INVALID_UTF8 if isinstance(exc, UnicodeError) else REJECT_BAD_MESSAGES
-            log.reject(reason, location, str(exc))
-            continue
-        kept.append(row)
-    return [rows_to_batch(kept)] if kept else []

@@ -25,19 +25,17 @@ from datetime import date, datetime, timezone
 from typing import Any, Iterator, Mapping
 
 import httpx
-import pyarrow as pa
 
 from ..langfuse.client import LangfuseClient
 from ..langfuse.config import LangfuseConfig
 from ..langfuse.extract import Cell, CellFingerprint, LangfuseApi, api_for
 from ..normalize import (
     REJECT_BAD_MESSAGES,
-    REJECT_INVALID_UTF8,
     ReadOptions,
     RecordRejected,
     RejectionLog,
+    batched_located_rows,
     build_examples,
-    rows_to_batch,
 )
 from .base import CellRead, TraceReader
 
@@ -103,7 +101,7 @@ class LangfuseTraceReader(TraceReader):
                 for row in examples:
                     yield location, row
 
-        return CellRead(batches=_record_batches(rows(), log), rejections=log)
+        return CellRead(batches=batched_located_rows(rows(), log, BATCH_ROWS), rejections=log)
 
     def scan_cells(self, first: date, last: date, scores_until: datetime | None = None) -> dict[Cell, CellFingerprint]:
         """Fingerprints of every (day, slug) cell from ``first`` to ``last`` (for the sensor)."""
@@ -111,33 +109,3 @@ class LangfuseTraceReader(TraceReader):
 
     def close(self) -> None:
         self.client.close()
-
-
-def _record_batches(rows: Iterator[tuple[str, dict[str, Any]]], log: RejectionLog) -> Iterator[pa.RecordBatch]:
-    pending: list[tuple[str, dict[str, Any]]] = []
-    for item in rows:
-        pending.append(item)
-        if len(pending) >= BATCH_ROWS:
-            yield from _convert(pending, log)
-            pending = []
-    if pending:
-        yield from _convert(pending, log)
-
-
-def _convert(pending: list[tuple[str, dict[str, Any]]], log: RejectionLog) -> list[pa.RecordBatch]:
-    """One batch; if Arrow refuses it, the offending rows alone are rejected."""
-    try:
-        return [rows_to_batch([row for _, row in pending])]
-    except (UnicodeError, pa.ArrowException):
-        pass
-    kept = []
-    for location, row in pending:
-        try:
-            rows_to_batch([row])
-        except (UnicodeError, pa.ArrowException) as exc:
-            log.reject(
-                REJECT_INVALID_UTF8 if isinstance(exc, UnicodeError) else REJECT_BAD_MESSAGES, location, str(exc)
-            )
-            continue
-        kept.append(row)
-    return [rows_to_batch(kept)] if kept else []
