@@ -17,10 +17,15 @@ How a cell is read, and why:
   (it waits for all rows), so the cell query has no parameters: it contains
   only literals built from validated values — the day bounds from a
   ``datetime.date``, model names as hex of their UTF-8 bytes (only
-  ``[0-9a-f]`` reaches SQL), and our own constants (consent strings).
-* **Vectorized.** Everything per row is computed by PostgreSQL in the same
-  query (ids and JSON as text, contexts and tags as ``text[]``, consent, the
-  content hash); Python only assembles Arrow arrays. No per-row Python.
+  ``[0-9a-f]`` reaches SQL), and our own constants.
+* **Vectorized.** Per-row work is done by PostgreSQL in the same query (ids
+  and JSON as text, numbers from metadata, the content hash); Python
+  assembles Arrow arrays. JSON arrays are not unnested in SQL (that was most
+  of the query's cost): the query hands out ``metadata -> 'contexts'``,
+  ``-> 'tags'`` and the consent key as JSON text. Arrow's JSON parser reads
+  the contexts; :func:`consent.consent_from_record` decides consent once per
+  distinct (column, tags, value) combination of a batch (few: tags repeat),
+  so there is no second copy of the consent rules in SQL.
 * **One turn per row.** A row is one prompt and its reply, so
   ``ReadOptions.convert_to_single_turn`` changes nothing here.
 * **Messages.** ``[user(input), assistant(output)]``; when ``output`` is NULL
@@ -34,6 +39,7 @@ How a cell is read, and why:
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -43,20 +49,20 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from .. import slugs
-from ..consent import (
-    FALSE_STRINGS,
-    GRANT_TAGS,
-    METADATA_KEY,
-    REFUSE_TAGS,
-    SOURCE_COLUMN,
-    SOURCE_METADATA,
-    SOURCE_NONE,
-    SOURCE_TAG,
-    TRUE_STRINGS,
+from ..consent import METADATA_KEY, consent_from_record
+from ..normalize import (
+    _FIELD_SEP,
+    _MESSAGE_SEP,
+    CONTENT_HASH_HEX_CHARS,
+    ReadOptions,
+    as_string_list,
+    day_bounds,
+    parse_timestamp,
 )
-from ..normalize import _FIELD_SEP, _MESSAGE_SEP, CONTENT_HASH_HEX_CHARS, ReadOptions, day_bounds, parse_timestamp
 from ..schema import MESSAGE_TYPE, NORMALIZED_SCHEMA
 from .base import CellRead, SourceUnavailableError, TraceReader
 
@@ -89,13 +95,6 @@ _METADATA_TYPE = "jsonb"
 # An unquoted-style identifier; it is always double-quoted in SQL, so case is kept.
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 
-# Exactly the characters Python's str.strip() removes (str.isspace), so SQL
-# trimming matches parse_consent / consent_from_record.
-PYTHON_WHITESPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
-    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-)
 
 
 # ---------------------------------------------------------------- URL and table
@@ -172,28 +171,6 @@ def _utf8_text_literal(value: str) -> str:
     return f"convert_from(decode('{value.encode('utf-8').hex()}', 'hex'), 'UTF8')"
 
 
-def _constant_literal(value: str) -> str:
-    """``'value'`` for one of our own constants, refusing anything that would need escaping."""
-    if not re.fullmatch(r"[a-z0-9:_-]+", value):
-        raise ValueError(f"constant {value!r} cannot be inlined as a SQL literal")
-    return f"'{value}'"
-
-
-def _constant_array(values: frozenset[str]) -> str:
-    return "ARRAY[" + ", ".join(_constant_literal(value) for value in sorted(values)) + "]::text[]"
-
-
-_WHITESPACE_SQL = "E'" + "".join(f"\\u{ord(char):04x}" for char in PYTHON_WHITESPACE) + "'"
-def _folded(text_sql: str) -> str:
-    """Python's ``text.strip().lower()`` as far as our ASCII-only constants can tell.
-
-    ``lower`` under the "C" collation folds ASCII letters only, whatever the
-    database locale; KELVIN SIGN is the one non-ASCII character whose Python
-    lower() is ASCII ('k'). (translate() would do both but is slower.)
-    """
-    return f"replace(lower(btrim({text_sql}, {_WHITESPACE_SQL}) COLLATE \"C\"), E'\\u212a', 'k')"
-
-
 def _json_float(value_sql: str) -> str:
     # Nested CASEs: PostgreSQL does not promise AND evaluates left to right,
     # and casting a non-number (or a number out of float8 range) raises.
@@ -210,15 +187,6 @@ def _json_int(value_sql: str) -> str:
         f"CASE WHEN jsonb_typeof({value_sql}) = 'number' THEN"
         f" CASE WHEN abs(({value_sql})::numeric) <= {2**62} THEN trunc(({value_sql})::numeric)::bigint END END"
     )
-
-
-def _when_array(array_sql: str, subquery: str, otherwise: str) -> str:
-    """``subquery`` (over ``jsonb_array_elements(array_sql)``) only for rows where it is an array.
-
-    jsonb_array_elements raises on anything else, and skipping the subquery
-    keeps rows without the key (most rows) cheap.
-    """
-    return f"CASE WHEN jsonb_typeof({array_sql}) = 'array' THEN {subquery} ELSE {otherwise} END"
 
 
 def _content_hash_sql(input_sql: str, output_sql: str) -> str:
@@ -251,79 +219,9 @@ def _model_filter_sql(names: Sequence[str | None]) -> str:
     return "(" + " OR ".join(conditions) + ")"
 
 
-# What the consent rules decided, as a small code computed in SQL and turned
-# into the consent and consent_source columns in Arrow (one CASE per row
-# instead of two, and no lateral join to share the tag rule between them).
-CONSENT_OUTCOMES: tuple[tuple[bool | None, str], ...] = (
-    (None, SOURCE_NONE),
-    (True, SOURCE_COLUMN),
-    (False, SOURCE_COLUMN),
-    (True, SOURCE_TAG),
-    (False, SOURCE_TAG),
-    (True, SOURCE_METADATA),
-    (False, SOURCE_METADATA),
-)
-
-
-def _consent_code(consent: bool | None, source: str) -> int:
-    return CONSENT_OUTCOMES.index((consent, source))
-
-
-def _consent_code_sql(column_sql: str, metadata_sql: str) -> str:
-    """consent.consent_from_record in SQL, as an index into CONSENT_OUTCOMES."""
-    code = _consent_code
-    tags = f"{metadata_sql} -> 'tags'"
-    # A refusal tag wins over a grant tag.
-    by_tag = _when_array(
-        tags,
-        f"""(SELECT CASE
-                WHEN bool_or(folded_tag = ANY ({_constant_array(REFUSE_TAGS)})) THEN {code(False, SOURCE_TAG)}
-                WHEN bool_or(folded_tag = ANY ({_constant_array(GRANT_TAGS)})) THEN {code(True, SOURCE_TAG)} END
-            FROM (SELECT {_folded("tag #>> '{}'")} AS folded_tag FROM jsonb_array_elements({tags}) AS tag
-                  WHERE jsonb_typeof(tag) = 'string') AS string_tags)""",
-        "NULL",
-    )
-    value = f"{metadata_sql} -> '{METADATA_KEY}'"
-    # parse_consent: booleans arrive as 'true'/'false' text, numbers must equal 1 or 0.
-    string_cases = " ".join(
-        f"WHEN {_constant_literal(text)} THEN {code(consent, SOURCE_METADATA)}"
-        for consent, strings in ((True, TRUE_STRINGS), (False, FALSE_STRINGS))
-        for text in sorted(strings)
-    )
-    by_metadata = f"""CASE
-            WHEN jsonb_typeof({value}) = 'number' THEN CASE ({value})::numeric
-                WHEN 1 THEN {code(True, SOURCE_METADATA)} WHEN 0 THEN {code(False, SOURCE_METADATA)} END
-            ELSE CASE {_folded(f"{value} #>> '{{}}'")} {string_cases} END END"""
-    # coalesce stops at the first non-null argument, so later rules run only when needed.
-    return f"""CASE WHEN {column_sql} THEN {code(True, SOURCE_COLUMN)}
-             WHEN NOT {column_sql} THEN {code(False, SOURCE_COLUMN)}
-             ELSE coalesce({by_tag}, {by_metadata}, {code(None, SOURCE_NONE)}) END"""
-
-
 def cell_query(table_sql: str, timestamp_type: str, day: date, model_names: Sequence[str | None]) -> str:
     """The streaming query of one cell: no parameters, only validated literals."""
     metadata = "t.metadata"
-    tags_json, contexts_json = f"{metadata} -> 'tags'", f"{metadata} -> 'contexts'"
-    # Array order is kept without ORDER BY: a lone function scan returns elements in order.
-    tags = _when_array(
-        tags_json,
-        f"""ARRAY(SELECT tag #>> '{{}}' FROM jsonb_array_elements({tags_json}) AS tag
-              WHERE jsonb_typeof(tag) = 'string' AND tag #>> '{{}}' <> '')""",
-        "'{}'::text[]",
-    )
-    # Like normalize.as_string_list: strings, or the text of a retrieved document.
-    contexts = _when_array(
-        contexts_json,
-        f"""ARRAY(
-        SELECT context FROM (
-            SELECT CASE jsonb_typeof(item)
-                WHEN 'object' THEN coalesce(nullif(item ->> 'page_content', ''),
-                    nullif(item ->> 'content', ''), nullif(item ->> 'text', ''), item::text)
-                ELSE item #>> '{{}}' END AS context
-            FROM jsonb_array_elements({contexts_json}) AS item
-        ) AS items WHERE context <> '')""",
-        "'{}'::text[]",
-    )
     input_tokens = _json_int(f"{metadata} -> 'input_tokens'")
     output_tokens = _json_int(f"{metadata} -> 'output_tokens'")
     return f"""
@@ -336,15 +234,16 @@ SELECT
     {metadata} ->> 'environment' AS environment,
     t.input::text AS prompt,
     t.output::text AS response,
-    {contexts} AS contexts,
+    ({metadata} -> 'contexts')::text AS contexts_json,
     t.latency_ms::bigint AS latency_ms,
     {input_tokens} AS input_tokens,
     {output_tokens} AS output_tokens,
     coalesce(t.token_count::bigint, ({input_tokens}) + ({output_tokens})) AS total_tokens,
     {_json_float(f"{metadata} -> 'cost_usd'")} AS cost_usd,
-    {tags} AS tags,
     {metadata}::text AS metadata,
-    ({_consent_code_sql("t.user_consent", metadata)})::int2 AS consent_code,
+    t.user_consent AS user_consent,
+    ({metadata} -> 'tags')::text AS tags_json,
+    ({metadata} -> '{METADATA_KEY}')::text AS consent_value_json,
     {_content_hash_sql("t.input::text", "t.output::text")} AS content_hash,
     {_json_float(f"{metadata} -> 'feedback_score'")} AS feedback_score
 FROM {table_sql} AS t
@@ -379,8 +278,100 @@ def messages_array(prompt: pa.Array, response: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(MESSAGE_TYPE))
 
 
-_CONSENT_VALUES = pa.array([consent for consent, _ in CONSENT_OUTCOMES], pa.bool_())
-_CONSENT_SOURCES = pa.array([source for _, source in CONSENT_OUTCOMES], pa.string())
+def tags_from_json(text: str | None) -> list[str]:
+    """The tags in the JSON text of ``metadata -> 'tags'``: its non-empty strings, in order.
+
+    Anything but an array (a lone string, an object) holds no tags.
+    """
+    value = None if text is None else json.loads(text)
+    if not isinstance(value, list):
+        return []
+    return [tag for tag in value if isinstance(tag, str) and tag]
+
+
+def contexts_from_json(text: str | None) -> list[str]:
+    """The contexts in the JSON text of ``metadata -> 'contexts'``: the items of
+    an array as :func:`normalize.as_string_list` reads them (strings, or the text
+    of a retrieved document), empty ones dropped. Anything but an array holds none."""
+    value = None if text is None else json.loads(text)
+    return as_string_list(value) if isinstance(value, list) else []
+
+
+_STRING_LISTS_JSON_SCHEMA = pa.schema([("items", pa.list_(pa.string()))])
+
+
+def contexts_array(contexts_json: pa.Array) -> pa.Array:
+    """``contexts`` of a batch: list<string> per row, never null.
+
+    Arrow's JSON parser reads the common case, arrays of strings, in C++ (the
+    database unnesting them with jsonb_array_elements was a third of its cost
+    for the whole query); a batch with anything else (documents as objects,
+    numbers, a bare string) is read row by row with :func:`contexts_from_json`.
+    """
+    lines = pc.binary_join_element_wise('{"items":', pc.fill_null(contexts_json.cast(pa.string()), "null"), "}\n", "")
+    text = lines.buffers()[2]
+    end = int(np.frombuffer(lines.buffers()[1], dtype=np.int32)[len(lines)])
+    try:
+        parsed = pajson.read_json(
+            pa.BufferReader(text.slice(0, end) if text is not None else b""),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=max(end, 1)),
+            parse_options=pajson.ParseOptions(explicit_schema=_STRING_LISTS_JSON_SCHEMA),
+        ).column("items")
+    except pa.ArrowInvalid:
+        parsed = None
+    if parsed is None or len(parsed) != len(contexts_json):
+        return pa.array([contexts_from_json(text) for text in contexts_json.to_pylist()], pa.list_(pa.string()))
+    lists = parsed.combine_chunks()
+    items = pc.list_flatten(lists)
+    keep = pc.fill_null(pc.greater(pc.utf8_length(items), 0), False)  # JSON null and "" items go
+    parents = pc.list_parent_indices(lists).to_numpy()
+    per_row = np.bincount(parents[keep.to_numpy(zero_copy_only=False)], minlength=len(lists))
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum(per_row, out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), items.filter(keep), type=pa.list_(pa.string()))
+
+
+def _distinct_codes(array: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """Per row, an index into the distinct non-null values (returned); null rows get ``len(values)``."""
+    encoded = array.dictionary_encode()
+    values = encoded.dictionary.to_pylist()
+    codes = encoded.indices.fill_null(len(values)).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, values
+
+
+def consent_and_tags(
+    explicit: pa.Array, tags_json: pa.Array, consent_value_json: pa.Array
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``consent``, ``consent_source`` and ``tags`` of a batch, by :func:`consent.consent_from_record`.
+
+    The rules run in Python, once per distinct (column, tags, metadata value)
+    combination of the batch: there are few (tags repeat across a day), and
+    the same function every other reader uses decides, so the sources cannot
+    disagree. The database only hands out the two small JSON fragments;
+    unnesting them in SQL cost it more than the rest of the query.
+    """
+    tag_codes, tag_texts = _distinct_codes(tags_json)
+    value_codes, value_texts = _distinct_codes(consent_value_json)
+    tag_lists = [tags_from_json(text) for text in tag_texts] + [[]]  # the last: no tags key
+    explicit_codes = np.asarray(
+        pc.fill_null(pc.cast(explicit, pa.int8()), 2).to_numpy(zero_copy_only=False), dtype=np.int64
+    )  # 0 False, 1 True, 2 null
+    tags_size, values_size = len(tag_lists), len(value_texts) + 1
+    combined = (explicit_codes * tags_size + tag_codes) * values_size + value_codes
+    combinations, row_combination = np.unique(combined, return_inverse=True)
+    consents, sources = [], []
+    for combination in combinations.tolist():
+        explicit_code, rest = divmod(combination, tags_size * values_size)
+        tag_code, value_code = divmod(rest, values_size)
+        metadata = {} if value_code == len(value_texts) else {METADATA_KEY: json.loads(value_texts[value_code])}
+        consent, source = consent_from_record((False, True, None)[explicit_code], tag_lists[tag_code], metadata)
+        consents.append(consent)
+        sources.append(source)
+    return (
+        pa.array(consents, pa.bool_()).take(row_combination),
+        pa.array(sources, pa.string()).take(row_combination),
+        pa.array(tag_lists, pa.list_(pa.string())).take(tag_codes),
+    )
 
 
 def _as_field_type(array: pa.Array, field: pa.Field) -> pa.Array:
@@ -405,11 +396,15 @@ def normalized_batch(
         "extracted_at": pa.repeat(pa.scalar(extracted_at, pa.timestamp("us", tz="UTC")), rows),
         "tools": pa.nulls(rows, pa.string()),
     }
-    consent_code = sql_columns["consent_code"]
+    consent, consent_source, tags = consent_and_tags(
+        sql_columns["user_consent"], sql_columns["tags_json"], sql_columns["consent_value_json"]
+    )
     derived = {
         "messages": messages_array(prompt, response),
-        "consent": _CONSENT_VALUES.take(consent_code),
-        "consent_source": _CONSENT_SOURCES.take(consent_code),
+        "consent": consent,
+        "consent_source": consent_source,
+        "tags": tags,
+        "contexts": contexts_array(sql_columns["contexts_json"]),
     }
     if model_is_blank:
         # The unknown cell: NULL or blank names, which the normalized model column stores as null.

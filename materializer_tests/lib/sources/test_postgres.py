@@ -18,12 +18,15 @@ from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.lib.sources.base import SourceUnavailableError
 from materializer_assets.lib.sources.postgres import (
-    PYTHON_WHITESPACE,
     PostgresTraceReader,
     create_traces_table,
     insert_traces,
     cell_query,
+    consent_and_tags,
+    contexts_array,
+    contexts_from_json,
     parse_postgres_url,
+    tags_from_json,
 )
 
 DAY = date(2026, 4, 18)
@@ -521,5 +524,57 @@ def test_closed_reader_refuses_work(traces_url):
         reader.models_on(DAY)
 
 
-def test_python_whitespace_constant_is_exactly_str_isspace():
-    assert PYTHON_WHITESPACE == "".join(char for char in map(chr, range(0x110000)) if char.isspace())
+# ---------------------------------------------------------------- consent and tags (pure)
+
+
+@pytest.mark.parametrize(
+    "text, tags",
+    [
+        (None, []),
+        ('["app:chat", "consent:training"]', ["app:chat", "consent:training"]),
+        ('["a", "", 3, null, {"b": 1}, ["c"], "d"]', ["a", "d"]),  # non-empty strings only, in order
+        ('"consent:training"', []),  # not an array
+        ('{"consent": true}', []),
+        ("[]", []),
+    ],
+)
+def test_tags_from_json(text, tags):
+    assert tags_from_json(text) == tags
+
+
+def test_consent_and_tags_decide_each_row_like_consent_from_record():
+    tag_texts = [None, '["consent:training"]', '[" NO-CONSENT ", "consent:true"]', '["app:chat"]', '"consent:true"']
+    value_texts = [None, "null", '"yes"', '"Off"', "1", "0.0", "2", '["yes"]', '"\u0130"', "true"]
+    rows = [
+        (explicit, tags, value)
+        for explicit in (True, False, None)
+        for tags in tag_texts
+        for value in value_texts
+    ]
+    explicit, tags, values = (pa.array(column, type) for column, type in zip(zip(*rows), (pa.bool_(), pa.string(), pa.string())))
+    consent, source, tag_lists = consent_and_tags(explicit, tags, values)
+    for index, (explicit_value, tags_text, value_text) in enumerate(rows):
+        metadata = {} if value_text is None else {"consent_training": json.loads(value_text)}
+        expected = consent_from_record(explicit_value, tags_from_json(tags_text), metadata)
+        assert (consent[index].as_py(), source[index].as_py()) == expected, rows[index]
+        assert tag_lists[index].as_py() == tags_from_json(tags_text)
+
+
+
+STRING_LIST_CONTEXTS = [None, "[]", '["a", "", null, "b"]', '["  ", "line\\nbreak", "\\u00e9t\\u00e9 \\ud83d\\ude00"]', "null"]
+MIXED_CONTEXTS = ['[{"page_content": "doc"}, {"text": ""}, 3, ["nested", "list"], true]', '"a bare string"', '{"k": 1}']
+
+
+@pytest.mark.parametrize("texts", [STRING_LIST_CONTEXTS, STRING_LIST_CONTEXTS + MIXED_CONTEXTS, MIXED_CONTEXTS])
+def test_contexts_array_reads_every_row_like_contexts_from_json(texts):
+    # Arrays of strings go through Arrow's JSON parser; a batch with anything
+    # else falls back to Python per row. Both must give the same lists.
+    expected = [contexts_from_json(text) for text in texts]
+    assert contexts_array(pa.array(texts, pa.string())).to_pylist() == expected
+    assert contexts_array(pa.array(texts, pa.string()).slice(1)).to_pylist() == expected[1:]
+
+
+def test_contexts_from_json_keeps_document_text_and_drops_empty_items():
+    assert contexts_from_json('["a", "", null, "b"]') == ["a", "b"]
+    assert contexts_from_json('[{"page_content": "doc"}, {"text": ""}, {"content": "c"}]') == ["doc", "c"]
+    assert contexts_from_json('"not a list"') == [] and contexts_from_json(None) == []
