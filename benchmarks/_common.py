@@ -29,6 +29,9 @@ Paths.
   (c) ``ours-direct``: the baseline's work done our way, for comparison only:
       consented, deduplicated, redacted rows straight from the source into
       ``langfuse-traces``, without writing and re-reading ``raw-traces``.
+  (f) ``encode-floor``: only the Parquet encoding of the files (b) writes, on
+      one thread: the part of (b) that no implementation writing those bytes
+      with those settings can avoid.
 
 Each measurement is a child process (``python benchmarks/_common.py child …``);
 the parent reads the child's peak RSS from ``os.wait4`` (the kernel's
@@ -60,7 +63,7 @@ DEFAULT_MODELS = ("glm-5-32b", "Qwen/Qwen3-Coder-4B-Instruct", "llama-3.1-8b-ins
 # Share of a day's rows per model (skewed, like real traffic).
 MODEL_WEIGHTS = (0.4, 0.3, 0.2, 0.1)
 FIRST_DAY = date(2026, 4, 17)
-PATHS = ("baseline", "ours", "ours-iceberg", "ours-lib", "ours-direct")
+PATHS = ("baseline", "ours", "ours-iceberg", "ours-lib", "ours-direct", "encode-floor")
 RESULT_PREFIX = "BENCH_RESULT "
 
 # ---------------------------------------------------------------- databases
@@ -471,12 +474,43 @@ def run_ours_direct(url: str, day: date, out_dir: Path) -> dict:
     return {"seconds": elapsed, "rows_read": rows_read, "rows_written": rows_written, "cells": len(slugs)}
 
 
+def run_encode_floor(url: str, day: date, out_dir: Path) -> dict:
+    """Only the Parquet encoding of what (b) writes, timed on this one thread.
+
+    The day's ``raw-traces`` and ``langfuse-traces`` files are made first
+    (``ours-lib``, untimed); then each row group is read back into memory
+    (untimed) and encoded again with the lake's writer settings (timed). No
+    implementation of (b) that writes these bytes with these settings can
+    take less than this time divided by the machine's cores.
+    """
+    import pyarrow.parquet as pq
+
+    from materializer_assets.lib.lake import ParquetWriteOptions, parquet_writer_settings
+
+    made = out_dir / "made"
+    run_ours_lib(url, day, made)
+    options, encoding, rows = ParquetWriteOptions(), 0.0, 0
+    target = out_dir / "encoded-again.parquet"
+    for path in sorted(made.rglob("*.parquet")):
+        source = pq.ParquetFile(path)
+        with pq.ParquetWriter(target, source.schema_arrow, **parquet_writer_settings(source.schema_arrow, options)) as writer:
+            for index in range(source.num_row_groups):
+                row_group = source.read_row_group(index)
+                started = time.perf_counter()
+                writer.write_table(row_group, row_group_size=options.row_group_rows)
+                encoding += time.perf_counter() - started
+                rows += row_group.num_rows
+        target.unlink()
+    return {"seconds": encoding, "rows_read": rows, "rows_written": rows}
+
+
 RUNNERS = {
     "baseline": run_baseline,
     "ours": run_ours_dagster,
     "ours-iceberg": run_ours_iceberg,
     "ours-lib": run_ours_lib,
     "ours-direct": run_ours_direct,
+    "encode-floor": run_encode_floor,
 }
 
 
@@ -618,7 +652,21 @@ LABELS = {
     "ours-iceberg": "(b+) +iceberg",
     "ours-lib": "(b') ours-lib",
     "ours-direct": "(c) ours-direct",
+    "encode-floor": "(f) encode only",
 }
+
+
+def print_encode_floor(summaries: dict[str, dict], cores: int) -> None:
+    """The best ratio against the baseline that any (b) writing the same bytes could reach here."""
+    if "encode-floor" not in summaries or "baseline" not in summaries:
+        return
+    encoding, base = summaries["encode-floor"]["seconds"], summaries["baseline"]["seconds"]
+    print(
+        f"encode floor: Parquet-encoding the {mb(summaries['encode-floor']['bytes_written'])} that (b) writes "
+        f"(raw-traces + langfuse-traces) takes {encoding:.2f} s on one core; even shared perfectly by "
+        f"{cores} cores that alone is {encoding / cores:.2f} s, so (b) can be at most "
+        f"{base / (encoding / cores):.2f}× faster than the baseline on this machine"
+    )
 
 
 def print_table(summaries: dict[str, dict], title: str) -> None:

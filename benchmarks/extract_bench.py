@@ -14,7 +14,10 @@ ratios, and what ``iceberg_table`` adds to the cells' time (``ours-iceberg``:
 the same runs with the Iceberg asset, timed per step). ``--paths`` adds
 ``ours-lib`` (the same lib functions without Dagster) and ``ours-direct``
 (consented rows straight from the source, no raw dataset: the baseline's
-work done our way, for comparison).
+work done our way, for comparison). ``encode-floor`` times only the Parquet
+encoding of the files (b) writes, on one thread, and prints the best ratio
+against the baseline that any (b) writing those bytes could reach on this
+machine's cores.
 
 Note what each path does. (a) reads only the day's rows with
 ``user_consent = true`` and an output, and writes them once (snappy).
@@ -28,6 +31,7 @@ carry the normalized ``messages`` column too — and runs the assets' checks.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -42,9 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=3, help="days they span (default 3); the middle one is measured")
     parser.add_argument(
         "--paths",
-        default="baseline,ours,ours-iceberg",
-        help="comma list of baseline, ours (Dagster), ours-iceberg (ours + iceberg_table), ours-lib, ours-direct "
-        "(default baseline,ours,ours-iceberg)",
+        default="baseline,ours,ours-iceberg,encode-floor",
+        help="comma list of baseline, ours (Dagster), ours-iceberg (ours + iceberg_table), ours-lib, ours-direct, "
+        "encode-floor (only the Parquet encoding of what ours writes) (default baseline,ours,ours-iceberg,encode-floor)",
     )
     common.add_common_arguments(parser, database="materializer_bench_extract", rounds=3)
     args = parser.parse_args(argv)
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     if "baseline" in summaries:
         base = summaries["baseline"]
         for path in args.paths:
-            if path == "baseline":
+            if path in ("baseline", "encode-floor"):
                 continue
             ours = summaries[path]
             print(
@@ -99,6 +103,7 @@ def _run(args: argparse.Namespace) -> int:
                 f"{base['process_seconds'] / ours['process_seconds']:.2f}×), "
                 f"peak RSS b/a = {ours['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}"
             )
+    common.print_encode_floor(summaries, cores=os.cpu_count() or 1)
     return 0
 
 

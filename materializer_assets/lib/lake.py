@@ -65,6 +65,18 @@ class ParquetWriteOptions:
     writer_thread: bool = True
 
 
+def parquet_writer_settings(schema: pa.Schema, options: ParquetWriteOptions) -> dict:
+    """``pq.ParquetWriter`` keyword arguments of the lake's files: dictionaries only on
+    low-cardinality columns, no statistics on the big text columns (DESIGN §5)."""
+    present = set(schema.names)
+    return {
+        "compression": options.compression,
+        "compression_level": options.compression_level,
+        "use_dictionary": [c for c in DICTIONARY_COLUMNS if c in present],
+        "write_statistics": [c for c in schema.names if c not in TEXT_COLUMNS],
+    }
+
+
 @dataclass(frozen=True)
 class CellAddress:
     dataset: str
@@ -140,15 +152,8 @@ class _SubpathWriter:
         name = f"part-{self.token}-{self.file_index:05d}.parquet"
         relative = posixpath.join(self.subpath, name) if self.subpath else name
         path = posixpath.join(self.staging_dir, relative)
-        present = set(self.schema.names)
         self.writer = pq.ParquetWriter(
-            path,
-            self.schema,
-            filesystem=self.filesystem,
-            compression=self.options.compression,
-            compression_level=self.options.compression_level,
-            use_dictionary=[c for c in DICTIONARY_COLUMNS if c in present],
-            write_statistics=[c for c in self.schema.names if c not in TEXT_COLUMNS],
+            path, self.schema, filesystem=self.filesystem, **parquet_writer_settings(self.schema, self.options)
         )
         self.files.append(relative)
         self.rows_in_file = 0

@@ -61,6 +61,9 @@ def test_extract_bench_prints_both_paths_and_their_ratio(pg_admin_url):
     # the same runs with iceberg_table, and what it adds to the cells' time
     assert int(_table_row(output, "(b+) +iceberg")[6].replace(",", "")) == our_rows
     assert re.search(r"iceberg_table: [\d.]+ s over the day's cells vs [\d.]+ s for raw_traces \+ consented_parquet: \+[\d.]+%", output)
+    # the encoding alone of what (b) writes: the same rows, and the ratio it caps
+    assert int(_table_row(output, "(f) encode only")[6].replace(",", "")) > our_rows  # raw-traces + langfuse-traces
+    assert re.search(r"encode floor: .* takes [\d.]+ s on one core; .* at most [\d.]+× faster than the baseline", output)
 
 
 def test_scale_bench_prints_time_and_rss_per_size_and_the_rss_ratio(pg_admin_url):
