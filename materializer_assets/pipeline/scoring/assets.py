@@ -86,6 +86,35 @@ def _consented_ids(traces: Any):
     return consented_only(scan_batches(traces, ID_COLUMNS, READ_BATCH_ROWS), InputStats())
 
 
+def _score_and_check(
+    context: dg.AssetExecutionContext,
+    traces: Any,
+    resource,
+    parquet_io_manager: ParquetLakeIOManager,
+    stream_schema,
+    *,
+    check_prefix: str,
+    vouchers: dict[str, str],
+    unconfigured_warning: str,
+):
+    """Score the cell: yields its Output, then the three checks every scorer has; returns the scorer.
+
+    ``vouchers`` maps each score column to the status column that vouches for it.
+    """
+    day, slug = split_cell_key(context.partition_key)
+    scorer = resource.cell_scorer(day, slug, parquet_io_manager.lake().root)
+    if not scorer.configured:
+        context.log.warning(unconfigured_warning)
+    stream = _score_cell(traces, scorer, resource, stream_schema)
+    yield dg.Output(stream)
+    published = stream.published
+    yield _result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
+    every_scored = checks.check_every_trace_scored(_consented_ids(traces), published)
+    yield _result(f"{check_prefix}_every_trace_scored", every_scored, True)
+    yield _result(f"{check_prefix}_non_ok_share", checks.check_non_ok_share(published, resource.max_non_ok_share), False)
+    return scorer
+
+
 @dg.asset(
     partitions_def=cell_partitions,
     io_manager_key="parquet_io_manager",
@@ -104,20 +133,16 @@ def judge_scores(
     judge: JudgeResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
-    day, slug = split_cell_key(context.partition_key)
-    scorer = judge.cell_scorer(day, slug, parquet_io_manager.lake().root)
-    if not scorer.configured:
-        context.log.warning("no judge endpoint configured: every row is not_configured")
-    stream = _score_cell(traces, scorer, judge, JUDGE_SCORES_SCHEMA)
-    yield dg.Output(stream)
-    published = stream.published
-    yield _result(
-        "judge_scores_in_range",
-        checks.check_scores_in_range(published, {name: "status" for name in JUDGE_SCORE_COLUMNS}),
-        True,
+    scorer = yield from _score_and_check(
+        context,
+        traces,
+        judge,
+        parquet_io_manager,
+        JUDGE_SCORES_SCHEMA,
+        check_prefix="judge",
+        vouchers={name: "status" for name in JUDGE_SCORE_COLUMNS},
+        unconfigured_warning="no judge endpoint configured: every row is not_configured",
     )
-    yield _result("judge_every_trace_scored", checks.check_every_trace_scored(_consented_ids(traces), published), True)
-    yield _result("judge_non_ok_share", checks.check_non_ok_share(published, judge.max_non_ok_share), False)
     yield _result(
         "judge_endpoint_configured",
         checks.check_configured(
@@ -148,17 +173,16 @@ def ragas_scores(
     ragas: RagasResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
-    day, slug = split_cell_key(context.partition_key)
-    scorer = ragas.cell_scorer(day, slug, parquet_io_manager.lake().root)
-    if not scorer.configured:
-        context.log.warning("no Ragas LLM endpoint configured: every row is not_configured")
-    stream = _score_cell(traces, scorer, ragas, RAGAS_SCORES_SCHEMA)
-    yield dg.Output(stream)
-    published = stream.published
-    vouchers = {name: f"{name}_status" for name in RAGAS_METRICS} | {"ragas_reward": "status"}
-    yield _result("ragas_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
-    yield _result("ragas_every_trace_scored", checks.check_every_trace_scored(_consented_ids(traces), published), True)
-    yield _result("ragas_non_ok_share", checks.check_non_ok_share(published, ragas.max_non_ok_share), False)
+    scorer = yield from _score_and_check(
+        context,
+        traces,
+        ragas,
+        parquet_io_manager,
+        RAGAS_SCORES_SCHEMA,
+        check_prefix="ragas",
+        vouchers={name: f"{name}_status" for name in RAGAS_METRICS} | {"ragas_reward": "status"},
+        unconfigured_warning="no Ragas LLM endpoint configured: every row is not_configured",
+    )
     if not scorer.configured:
         missing = (
             "no Ragas LLM endpoint configured: every row is not_configured with null scores "
