@@ -95,36 +95,13 @@ REWARD_DATASET_SCHEMA = pa.schema(
 
 REWARD_COLUMN_NAMES: tuple[str, ...] = tuple(REWARD_DATASET_SCHEMA.names)
 
-# Columns copied unchanged from the normalized trace (and its joined scores) when present.
-PASSTHROUGH_COLUMNS: tuple[str, ...] = (
-    "trace_id",
-    "observation_id",
-    "timestamp",
-    "date",
-    "model",
-    "model_slug",
-    "user_id",
-    "session_id",
-    "environment",
-    "messages",
-    "prompt",
-    "response",
-    "contexts",
-    "tools",
-    "latency_ms",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost_usd",
-    "content_hash",
-    "consent",
-    "consent_source",
+# Columns copied unchanged from the normalized trace (and its joined scores) when present:
+# every trace field of the reward schema, plus the scorers' results and versions.
+PASSTHROUGH_COLUMNS: tuple[str, ...] = tuple(name for name in REWARD_COLUMN_NAMES if name in NORMALIZED_SCHEMA.names) + (
     "ragas_reward",
     "ragas_status",
     "judge_score",
     "judge_status",
-    "feedback_score",
-    "source",
     "judge_model",
     "prompt_version",
     "ragas_version",
