@@ -101,6 +101,37 @@ def _result(
     )
 
 
+def _source_sensor(
+    name: str,
+    kind: str,
+    default_status: dg.DefaultSensorStatus | None,
+    *,
+    description: str,
+    other_source_reason: str,
+    evaluate: Callable[[dg.SensorEvaluationContext, TraceSourceResource, TraceReader], object],
+) -> dg.SensorDefinition:
+    """A sensor on the ``materialize_cells`` job that runs ``evaluate`` with an open reader
+    of the configured source when the source is of ``kind``, and skips otherwise."""
+
+    @dg.sensor(
+        name=name,
+        job=materialize_cells,
+        minimum_interval_seconds=_interval_seconds(),
+        default_status=default_status or _status(kind),
+        description=description,
+    )
+    def _sensor(context: dg.SensorEvaluationContext, trace_source: TraceSourceResource):
+        if source_kind(trace_source.source) != kind:
+            return dg.SkipReason(other_source_reason)
+        reader = trace_source.open_reader()
+        try:
+            return evaluate(context, trace_source, reader)
+        finally:
+            reader.close()
+
+    return _sensor
+
+
 # ---------------------------------------------------------------- Langfuse API
 
 
@@ -124,27 +155,11 @@ def build_langfuse_sensor(
 ) -> dg.SensorDefinition:
     """The Langfuse sensor; tests pass a ``clock`` to fix "today"."""
 
-    @dg.sensor(
-        name=name,
-        job=materialize_cells,
-        minimum_interval_seconds=_interval_seconds(),
-        default_status=default_status or _status("langfuse"),
-        description="Polls the Langfuse API for new or late traces and feedback; registers new models and "
-        "requests runs of the (date, model) cells that changed within the lookback window.",
-    )
-    def _sensor(context: dg.SensorEvaluationContext, trace_source: TraceSourceResource):
-        if source_kind(trace_source.source) != "langfuse":
-            return dg.SkipReason(
-                "MATERIALIZER_SOURCE is not a Langfuse server (set it to 'langfuse' or the server URL)"
-            )
-        reader = trace_source.open_reader()
-        try:
-            if not isinstance(reader, LangfuseTraceReader):
-                return dg.SkipReason(f"the source is read by {type(reader).__name__}, not the Langfuse API reader")
-            now = clock()
-            plan = langfuse_tick(reader, context.cursor, _utc_today(clock), lookback_days(), first_partition_day(), now)
-        finally:
-            reader.close()
+    def evaluate(context: dg.SensorEvaluationContext, trace_source: TraceSourceResource, reader: TraceReader):
+        if not isinstance(reader, LangfuseTraceReader):
+            return dg.SkipReason(f"the source is read by {type(reader).__name__}, not the Langfuse API reader")
+        now = clock()
+        plan = langfuse_tick(reader, context.cursor, _utc_today(clock), lookback_days(), first_partition_day(), now)
         if plan is None:
             return dg.SkipReason("no complete day since the first date partition yet")
         context.log.info(
@@ -152,7 +167,15 @@ def build_langfuse_sensor(
         )
         return _result(context, [(r.day, r.slug, r.token) for r in plan.requests], plan.cursor.dumps(), name)
 
-    return _sensor
+    return _source_sensor(
+        name,
+        "langfuse",
+        default_status,
+        description="Polls the Langfuse API for new or late traces and feedback; registers new models and "
+        "requests runs of the (date, model) cells that changed within the lookback window.",
+        other_source_reason="MATERIALIZER_SOURCE is not a Langfuse server (set it to 'langfuse' or the server URL)",
+        evaluate=evaluate,
+    )
 
 
 # ---------------------------------------------------------------- blob-export files
@@ -200,30 +223,24 @@ def build_blob_export_sensor(
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     default_status: dg.DefaultSensorStatus | None = None,
 ) -> dg.SensorDefinition:
-    @dg.sensor(
-        name=name,
-        job=materialize_cells,
-        minimum_interval_seconds=_interval_seconds(),
-        default_status=default_status or _status("files"),
-        description="Watches the source folder or s3:// prefix for new Langfuse blob-export or JSONL files; "
-        "registers new models and requests runs of the cells they touch within the lookback window.",
-    )
-    def _sensor(context: dg.SensorEvaluationContext, trace_source: TraceSourceResource):
-        if source_kind(trace_source.source) != "files":
-            return dg.SkipReason("MATERIALIZER_SOURCE is not a folder or s3:// prefix of export files")
-        reader = trace_source.open_reader()
-        try:
-            cells, cursor, changed = files_tick(
-                trace_source, reader, context.cursor, _utc_today(clock), lookback_days(), first_partition_day()
-            )
-        finally:
-            reader.close()
+    def evaluate(context: dg.SensorEvaluationContext, trace_source: TraceSourceResource, reader: TraceReader):
+        cells, cursor, changed = files_tick(
+            trace_source, reader, context.cursor, _utc_today(clock), lookback_days(), first_partition_day()
+        )
         if not changed:
             return dg.SensorResult(cursor=cursor.dumps(), skip_reason=dg.SkipReason("no new files"))
         context.log.info(f"{changed} new or changed file(s) on {reader.description}: {len(cells)} cell(s)")
         return _result(context, cells, cursor.dumps(), name)
 
-    return _sensor
+    return _source_sensor(
+        name,
+        "files",
+        default_status,
+        description="Watches the source folder or s3:// prefix for new Langfuse blob-export or JSONL files; "
+        "registers new models and requests runs of the cells they touch within the lookback window.",
+        other_source_reason="MATERIALIZER_SOURCE is not a folder or s3:// prefix of export files",
+        evaluate=evaluate,
+    )
 
 
 langfuse_new_traces = build_langfuse_sensor()
