@@ -5,8 +5,6 @@ and the CLI for one cell, on the bundled sample. Every cell's files and check re
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +15,8 @@ import httpx
 import pyarrow.dataset as ds
 import pytest
 
-from .conftest import REPO_ROOT, _free_port
+from .conftest import REPO_ROOT
+from .dagster_dev import fresh_dagster_home, running_dagster_dev
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +86,7 @@ def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
 @pytest.fixture
 def dagster_dev_home(tmp_path, monkeypatch):
     """`dagster dev` on a fresh DAGSTER_HOME (the repository's local dagster.yaml) and warehouse."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = fresh_dagster_home(tmp_path)
     warehouse = tmp_path / "warehouse"
     env = {**os.environ, "DAGSTER_HOME": str(home), "MATERIALIZER_WAREHOUSE": str(warehouse)}
     env.pop("MATERIALIZER_SOURCE", None)  # the bundled sample
@@ -99,37 +96,9 @@ def dagster_dev_home(tmp_path, monkeypatch):
     instance.add_dynamic_partitions("model", MODELS)
     instance.dispose()
 
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"dagster dev exited: {process.stdout.read().decode()[-3000:]}")
-            try:
-                # Up, and the code location has loaded (it loads after the server answers).
-                if _graphql(url, ASSET_NODES)["assetNodes"]:
-                    break
-            except (httpx.HTTPError, AssertionError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("dagster dev did not serve the asset graph within 120 s")
-            time.sleep(1)
+    # Up, and the code location has loaded (it loads after the server answers).
+    with running_dagster_dev(env, lambda url: bool(_graphql(url, ASSET_NODES)["assetNodes"])) as url:
         yield url, home, warehouse, env
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _check_cell(warehouse: Path, day: str, model: str) -> int:

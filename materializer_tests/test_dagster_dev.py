@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from .conftest import REPO_ROOT, _free_port
+from .dagster_dev import fresh_dagster_home, running_dagster_dev
 
 pytestmark = pytest.mark.slow
 
@@ -30,40 +26,10 @@ ASSET_GRAPH_QUERY = """
 
 @pytest.fixture
 def dagster_dev(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    port = _free_port()
+    home = fresh_dagster_home(tmp_path)
     env = {**os.environ, "DAGSTER_HOME": str(home), "MATERIALIZER_WAREHOUSE": str(tmp_path / "warehouse")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"dagster dev exited: {process.stdout.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise AssertionError("dagster dev did not answer within 120 s")
+    with running_dagster_dev(env, lambda url: httpx.get(f"{url}/server_info", timeout=2).status_code == 200) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 def _graph(url: str) -> dict:
