@@ -26,13 +26,20 @@ def fresh_dagster_home(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def running_dagster_dev(env: dict, ready: Callable[[str], bool], timeout: float = 120) -> Iterator[str]:
-    """`dagster dev -w workspace.yaml` on a free port with ``env``; yields its URL once
-    ``ready(url)`` is true, and stops its whole process group afterwards."""
+def running_dagster_dev(
+    env: dict,
+    ready: Callable[[str], bool],
+    timeout: float = 120,
+    code: tuple[str, ...] = ("-w", "workspace.yaml"),
+    cwd: Path = REPO_ROOT,
+) -> Iterator[str]:
+    """`dagster dev` of ``code`` (the repository's workspace by default) on a free port with
+    ``env``; yields its URL once ``ready(url)`` is true, and stops its whole process group
+    afterwards."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT,
+        [sys.executable, "-m", "dagster", "dev", *code, "-h", "127.0.0.1", "-p", str(port)],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -11,10 +11,6 @@ cell, and the run must publish it.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from datetime import datetime, timedelta, timezone
@@ -23,7 +19,8 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from materializer_tests.conftest import REPO_ROOT, _free_port
+from materializer_tests.conftest import REPO_ROOT
+from materializer_tests.dagster_dev import fresh_dagster_home, running_dagster_dev
 from materializer_tests.langfuse_server import PUBLIC_KEY, SECRET_KEY, FixtureData
 from materializer_tests.langfuse_server.data import GLM, _add_trace
 
@@ -75,9 +72,7 @@ def test_the_daemon_materializes_new_traces(make_langfuse_server, tmp_path, monk
         )
     server = make_langfuse_server("4.2.0", data=data)
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = fresh_dagster_home(tmp_path)
     (tmp_path / "code_location.py").write_text(CODE_LOCATION)
     warehouse = tmp_path / "warehouse"
     env = {
@@ -91,33 +86,10 @@ def test_the_daemon_materializes_new_traces(make_langfuse_server, tmp_path, monk
         "MATERIALIZER_WAREHOUSE": str(warehouse),
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "dev",
-            "-f",
-            str(tmp_path / "code_location.py"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(_free_port()),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     cell = warehouse / "langfuse-traces" / f"date={yesterday}" / f"model={GLM}"
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not (cell / "_manifest.json").exists():
-            if process.poll() is not None:
-                raise AssertionError(f"dagster dev exited: {process.stdout.read().decode()[-3000:]}")
-            time.sleep(2)
-        assert (cell / "_manifest.json").exists(), "no cell was materialized within 300 s"
+    code_location = ("-f", str(tmp_path / "code_location.py"))
+    # Ready once the sensor's run has published the cell.
+    with running_dagster_dev(env, lambda _: (cell / "_manifest.json").exists(), 300, code_location, tmp_path):
         monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml reads its storage folder from it
         with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
             assert GLM in instance.get_dynamic_partitions("model")
@@ -127,9 +99,3 @@ def test_the_daemon_materializes_new_traces(make_langfuse_server, tmp_path, monk
             while instance.get_run_by_id(runs[0].run_id).status != dg.DagsterRunStatus.SUCCESS:
                 assert time.monotonic() < deadline, instance.get_run_by_id(runs[0].run_id).status
                 time.sleep(1)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
