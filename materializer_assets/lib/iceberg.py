@@ -111,6 +111,17 @@ except ImportError:  # pragma: no cover - sqlalchemy comes with pyiceberg[sql-*]
     pass
 
 
+def _commit_attempts() -> Retrying:
+    """Retries of a commit that lost a race with another writer (the catalog's optimistic
+    concurrency): each attempt refreshes the table and redoes its change."""
+    return Retrying(
+        retry=retry_if_exception_type(_COMMIT_ERRORS),
+        stop=stop_after_attempt(10),
+        wait=wait_random_exponential(multiplier=0.05, max=3),
+        reraise=True,
+    )
+
+
 class IcebergError(RuntimeError):
     """Base of the named failures of this module."""
 
@@ -709,12 +720,7 @@ def _delete_quietly(io: Any, paths: Iterable[str]) -> None:
 def _commit_cell(table: Table, cell: Cell, paths: list[str], snapshot_properties: Mapping[str, str]) -> Table:
     """One transaction: drop the cell's current files, register ``paths``. Retried on conflicts."""
     properties = dict(snapshot_properties)
-    for attempt in Retrying(
-        retry=retry_if_exception_type(_COMMIT_ERRORS),
-        stop=stop_after_attempt(10),
-        wait=wait_random_exponential(multiplier=0.05, max=3),
-        reraise=True,
-    ):
+    for attempt in _commit_attempts():
         with attempt:
             table.refresh()
             with table.transaction() as transaction:
@@ -1015,12 +1021,7 @@ def delete_rows(table: Table, column: str, values: Iterable[str], snapshot_prope
     if not counts:
         return {}
     predicate = In(column, sorted(set(values)))
-    for attempt in Retrying(
-        retry=retry_if_exception_type(_COMMIT_ERRORS),
-        stop=stop_after_attempt(10),
-        wait=wait_random_exponential(multiplier=0.05, max=3),
-        reraise=True,
-    ):
+    for attempt in _commit_attempts():
         with attempt:
             table.refresh()
             table.delete(predicate, snapshot_properties=dict(snapshot_properties or {}))
@@ -1063,12 +1064,7 @@ def expire_and_purge(
     than ``orphan_grace`` (younger ones may belong to a write in flight).
     """
     report = PurgeReport()
-    for attempt in Retrying(
-        retry=retry_if_exception_type(_COMMIT_ERRORS),
-        stop=stop_after_attempt(10),
-        wait=wait_random_exponential(multiplier=0.05, max=3),
-        reraise=True,
-    ):
+    for attempt in _commit_attempts():
         with attempt:
             table.refresh()
             current = table.current_snapshot()

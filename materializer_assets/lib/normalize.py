@@ -130,19 +130,8 @@ def as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def as_int(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if number != number or abs(number) > 2**62:  # NaN or absurd
-        return None
-    return int(number)
-
-
 def as_float(value: Any) -> float | None:
+    """A finite number, or None for anything else (booleans, NaN, infinities, text that is no number)."""
     if value is None or isinstance(value, bool):
         return None
     try:
@@ -152,6 +141,13 @@ def as_float(value: Any) -> float | None:
     if number != number or number in (float("inf"), float("-inf")):
         return None
     return number
+
+
+def as_int(value: Any) -> int | None:
+    number = as_float(value)
+    if number is None or abs(number) > 2**62:  # absurd
+        return None
+    return int(number)
 
 
 def as_mapping(value: Any) -> dict[str, Any]:
@@ -204,6 +200,16 @@ def as_string_list(value: Any) -> list[str]:
             out.extend(as_string_list(item) if isinstance(item, (Mapping, list, tuple)) else [as_text(item) or ""])
         return [item for item in out if item != ""]
     return [str(value)]
+
+
+def context_texts(output: Any) -> list[str]:
+    """Documents a retriever returned: a list, ``{documents|contexts|results|docs: [...]}`` or text."""
+    output = decoded(output)
+    if isinstance(output, Mapping):
+        for key in ("documents", "contexts", "results", "docs"):
+            if isinstance(output.get(key), list):
+                return as_string_list(output[key])
+    return as_string_list(output)
 
 
 # ---------------------------------------------------------------- messages

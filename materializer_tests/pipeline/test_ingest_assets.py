@@ -15,6 +15,7 @@ from materializer_assets.pipeline.ingest import ASSETS
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_tests.pipeline.results import materialization_metadata
 
 DAY = "2026-04-18"
 QWEN = "Qwen/Qwen3-Coder-4B-Instruct"
@@ -94,14 +95,6 @@ def _blocking_checks(result) -> dict[str, bool]:
     }
 
 
-def _metadata(result, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        if materialization.asset_key.to_user_string() == asset:
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise KeyError(asset)
-
-
 def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     warehouse = tmp_path / "warehouse"
     slug = model_slug(QWEN)
@@ -120,11 +113,11 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     assert "alice@example.com" not in json.dumps(by_id["t-granted"]["messages"])
     assert "<EMAIL>" in by_id["t-granted"]["prompt"]
 
-    raw = _metadata(result, "raw_traces")
+    raw = materialization_metadata(result, "raw_traces")
     assert raw["rows"] == 9  # 8 of the cell + the duplicate from b.jsonl
     assert raw["rows_by_consent"] == {"true": 4, "false": 3, "unknown": 2}
     assert raw["rejected_unattributed_by_reason"] == {"malformed_json": 1}
-    consented_meta = _metadata(result, "consented_parquet")
+    consented_meta = materialization_metadata(result, "consented_parquet")
     assert consented_meta["rows_consented"] == 2
     assert consented_meta["rows_refused"] == 3  # bob, bob2, frank (revoked)
     assert consented_meta["rows_unknown_consent"] == 2  # carol, dan
@@ -156,7 +149,7 @@ def test_rerunning_a_cell_replaces_it(source_dir, tmp_path):
 def test_a_day_without_data_is_an_empty_cell(source_dir, tmp_path):
     result = _materialize(_resources(str(source_dir), str(tmp_path / "wh")), "glm-5-32b", day="2026-04-10")
     assert result.success
-    assert _metadata(result, "consented_parquet")["rows"] == 0
+    assert materialization_metadata(result, "consented_parquet")["rows"] == 0
     assert all(_blocking_checks(result).values())
 
 
@@ -210,7 +203,7 @@ def test_bundled_sample_day_materializes_with_passing_checks(tmp_path):
         assert result.success, slug
         blocking = _blocking_checks(result)
         assert all(blocking.values()), (slug, blocking)
-        total_consented += _metadata(result, "consented_parquet")["rows"]
+        total_consented += materialization_metadata(result, "consented_parquet")["rows"]
     assert total_consented > 0
     for path in (tmp_path / "wh" / "langfuse-traces").rglob("*.parquet"):
         table = pq.read_table(path, columns=["consent", "consent_source"])

@@ -49,6 +49,7 @@ from ..normalize import (
     as_mapping,
     as_string_list,
     as_text,
+    context_texts,
     decoded,
     parse_timestamp,
     utc_day,
@@ -159,14 +160,14 @@ def _cost(observation: Mapping[str, Any]) -> Any:
     )
 
 
-def context_texts(output: Any) -> list[str]:
-    """Documents a retriever returned: a list, ``{documents|contexts|results|docs: [...]}`` or text."""
-    output = decoded(output)
-    if isinstance(output, Mapping):
-        for key in ("documents", "contexts", "results", "docs"):
-            if isinstance(output.get(key), list):
-                return as_string_list(output[key])
-    return as_string_list(output)
+def _contexts_by_trace(retrievers: Iterable[Mapping[str, Any]], trace_ids: set[str]) -> dict[str, list[str]]:
+    """The documents of each trace's RETRIEVER observations, in the order they started."""
+    found: dict[str, list[tuple[tuple[str, str], list[str]]]] = {}
+    for observation in retrievers:
+        trace_id = as_text(observation.get("traceId"))
+        if trace_id in trace_ids:
+            found.setdefault(trace_id, []).append((_sort_key(observation), context_texts(observation.get("output"))))
+    return {trace_id: [text for _, texts in sorted(entries) for text in texts] for trace_id, entries in found.items()}
 
 
 def _merged_tags(*groups: Any) -> list[str]:
@@ -465,17 +466,8 @@ class V4Api(LangfuseApi):
                 )
 
     def _contexts(self, window: Window, trace_ids: set[str]) -> dict[str, list[str]]:
-        found: dict[str, list[tuple[tuple[str, str], list[str]]]] = {}
         lead = timedelta(minutes=self.config.retriever_lead_minutes)
-        for observation in self._observations(window, "RETRIEVER", V4_RETRIEVER_FIELDS, lead=lead):
-            trace_id = as_text(observation.get("traceId"))
-            if trace_id in trace_ids:
-                found.setdefault(trace_id, []).append(
-                    (_sort_key(observation), context_texts(observation.get("output")))
-                )
-        return {
-            trace_id: [text for _, texts in sorted(entries) for text in texts] for trace_id, entries in found.items()
-        }
+        return _contexts_by_trace(self._observations(window, "RETRIEVER", V4_RETRIEVER_FIELDS, lead=lead), trace_ids)
 
     def _feedback(self, trace_ids: set[str], window: Window) -> dict[str, float]:
         def scores() -> Iterator[dict]:
@@ -583,17 +575,8 @@ class V3Api(LangfuseApi):
         return traces
 
     def _contexts(self, window: Window, trace_ids: set[str]) -> dict[str, list[str]]:
-        found: dict[str, list[tuple[tuple[str, str], list[str]]]] = {}
         lead = timedelta(minutes=self.config.retriever_lead_minutes)
-        for observation in self._observations(window, "RETRIEVER", lead=lead):
-            trace_id = as_text(observation.get("traceId"))
-            if trace_id in trace_ids:
-                found.setdefault(trace_id, []).append(
-                    (_sort_key(observation), context_texts(observation.get("output")))
-                )
-        return {
-            trace_id: [text for _, texts in sorted(entries) for text in texts] for trace_id, entries in found.items()
-        }
+        return _contexts_by_trace(self._observations(window, "RETRIEVER", lead=lead), trace_ids)
 
     def _feedback(self, traces: Mapping[str, Mapping[str, Any]], window: Window) -> dict[str, float]:
         inline: list[dict] = []  # a trace fetched by id carries its scores as objects

@@ -114,6 +114,7 @@ from ..normalize import (
     as_text,
     batched_located_rows,
     build_examples,
+    context_texts,
     decoded,
     parse_timestamp,
     utc_day,
@@ -229,16 +230,6 @@ def _has_lone_surrogate(value: Any) -> bool:
     except UnicodeEncodeError:
         return True
     return False
-
-
-def _context_texts(output: Any) -> list[str]:
-    """Documents a retriever returned: a list, ``{documents|contexts|results: [...]}`` or text."""
-    output = decoded(output)
-    if isinstance(output, Mapping):
-        for key in ("documents", "contexts", "results", "docs"):
-            if isinstance(output.get(key), list):
-                return as_string_list(output[key])
-    return as_string_list(output)
 
 
 class _Row:
@@ -861,7 +852,7 @@ class FileTraceReader(TraceReader):
                 except RecordRejected:
                     start = ""
                 order += 1
-                found.setdefault(trace_id, []).append((start, order, _context_texts(record.get("output"))))
+                found.setdefault(trace_id, []).append((start, order, context_texts(record.get("output"))))
         return {
             trace_id: [text for _, _, texts in sorted(entries) for text in texts]
             for trace_id, entries in found.items()

@@ -20,6 +20,7 @@ from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
 from materializer_assets.resources.scoring import JudgeResource, RagasResource
+from materializer_tests.pipeline.results import materialization_metadata
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -116,14 +117,6 @@ def _checks(result) -> dict:
     return {e.check_name: (e.passed, e.severity, e.description) for e in result.get_asset_check_evaluations()}
 
 
-def _metadata(result, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        if materialization.asset_key.to_user_string() == asset:
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise KeyError(asset)
-
-
 def _cell(warehouse, dataset_name) -> Path:
     return Path(warehouse) / dataset_name / f"date={DAY}" / f"model={MODEL}"
 
@@ -166,7 +159,7 @@ def test_final_reward_is_weighted_ragas_and_judge_with_lineage(run):
     rows = {r["trace_id"]: r for r in _iceberg_rows(warehouse)}
     judge = {r["trace_id"]: r for r in _lake_rows(warehouse, "judge-scores")}
     ragas = {r["trace_id"]: r for r in _lake_rows(warehouse, "ragas-scores")}
-    snapshot = _metadata(result, "iceberg_table")["snapshot_id"]
+    snapshot = materialization_metadata(result, "iceberg_table")["snapshot_id"]
     both = 0
     for trace_id, row in rows.items():
         assert row["judge_score"] == judge[trace_id]["judge_score"]
@@ -198,7 +191,7 @@ def test_splits_never_share_a_user_and_exact_duplicates_are_excluded(run):
 
 def test_reward_metadata_shows_labels_per_split_a_histogram_and_a_preview(run):
     result, _, _ = run
-    metadata = _metadata(result, "reward_dataset")
+    metadata = materialization_metadata(result, "reward_dataset")
     assert metadata["rows"] == len(CONSENTED)
     counts = metadata["rows_by_label_and_split"]
     assert sum(n for by_split in counts.values() for n in by_split.values()) == len(CONSENTED)
@@ -362,6 +355,6 @@ def test_a_cell_without_consented_traces_gives_empty_tables_and_exports(tmp_path
     assert result.success
     assert all(passed for passed, _, _ in _checks(result).values())
     assert _iceberg_rows(warehouse) == []
-    assert _metadata(result, "reward_dataset")["rows"] == 0
+    assert materialization_metadata(result, "reward_dataset")["rows"] == 0
     for name in EXPORT_COLUMNS:
         assert _lake_rows(warehouse, f"exports/{name}") == [], name

@@ -21,6 +21,7 @@ from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key, c
 from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
 from materializer_tests.lib.iceberg_helpers import CATALOG_KINDS, all_files, make_case, parquet_rows_with
+from materializer_tests.pipeline.results import materialization_metadata
 
 from .traces import DAYS, SLUGS
 
@@ -56,14 +57,6 @@ def _run_cell(resources, day, slug, instance, assets=ASSETS, selection=CELL_ASSE
     )
 
 
-def _metadata(result, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        if materialization.asset_key.to_user_string() == asset:
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise KeyError(asset)
-
-
 def _erase(resources, instance) -> dict:
     """Run the gdpr_erasure job; the erase_users op's output metadata."""
     result = gdpr_erasure_job.execute_in_process(resources=resources, instance=instance, raise_on_error=False)
@@ -96,7 +89,7 @@ def test_backfill_rerun_and_erasure_through_dagster(case, source_dir, registry_p
             checks = _checks(result)
             checks.pop("no_rejected_records", None)
             assert all(checks.values()), (day, slug, checks)
-            meta = _metadata(result, "iceberg_table")
+            meta = materialization_metadata(result, "iceberg_table")
             assert meta["rows"] == meta["source_rows"] == CONSENTED_PER_CELL
             assert meta["write_method"] == "copy" and meta["files"] >= 1 and meta["bytes"] > 0
             assert isinstance(meta["snapshot_id"], int)
@@ -119,7 +112,7 @@ def test_backfill_rerun_and_erasure_through_dagster(case, source_dir, registry_p
     assert set(_cell_files(table, day, slug)).isdisjoint(before)
     assert {(d, s): _cell_files(table, d, s) for (d, s) in untouched} == untouched
     assert table.scan().count() == len(DAYS) * len(SLUGS) * CONSENTED_PER_CELL
-    assert _metadata(result, "iceberg_table")["snapshot_id"] == table.current_snapshot().snapshot_id
+    assert materialization_metadata(result, "iceberg_table")["snapshot_id"] == table.current_snapshot().snapshot_id
 
     # mallory revokes (newer registry row), eve asks to be forgotten
     registry_path.write_text(
@@ -186,11 +179,11 @@ def test_downstream_assets_read_a_lazy_cell_and_write_their_own_table(tmp_path, 
     assets = ASSETS + [test_scores]
     result = _run_cell(resources, DAYS[0], SLUGS[0], instance, assets=assets, selection=CELL_ASSETS + ["test_scores"])
     assert result.success
-    assert seen["snapshot_id"] == _metadata(result, "iceberg_table")["snapshot_id"]  # lineage
+    assert seen["snapshot_id"] == materialization_metadata(result, "iceberg_table")["snapshot_id"]  # lineage
     assert seen["batches"] == 3  # streamed, not one table
     scores = case.catalog().load_table("training_data.test_scores")
     assert scores.scan().count() == CONSENTED_PER_CELL
-    meta = _metadata(result, "test_scores")
+    meta = materialization_metadata(result, "test_scores")
     assert meta["write_method"] == "write" and meta["rows"] == CONSENTED_PER_CELL
 
     # the erasure finds the scores table from the asset metadata and erases it by trace id
@@ -223,7 +216,7 @@ def test_an_empty_cell_creates_the_table_and_an_empty_partition(tmp_path, source
     resources = _resources(case, source_dir, registry_path, erasure_list_path)
     result = _run_cell(resources, "2026-04-10", SLUGS[0], dg.DagsterInstance.ephemeral())
     assert result.success and all(v for k, v in _checks(result).items() if k != "no_rejected_records")
-    assert _metadata(result, "iceberg_table")["rows"] == 0
+    assert materialization_metadata(result, "iceberg_table")["rows"] == 0
     assert _table(case).schema().find_field("trace_id").required
 
 
@@ -248,7 +241,7 @@ def test_bundled_sample_day_reaches_the_iceberg_table(tmp_path):
         result = _run_cell(resources, DAYS[2], slug, instance)
         assert result.success, slug
         assert all(e.passed for e in result.get_asset_check_evaluations() if e.asset_key.to_user_string() == "iceberg_table")
-        total += _metadata(result, "consented_parquet")["rows"]
+        total += materialization_metadata(result, "consented_parquet")["rows"]
     catalog = ice.load_catalog(ice.CatalogSettings(name="materializer_test", warehouse=warehouse))
     table = catalog.load_table(ice.DEFAULT_TABLE)
     assert total > 0 and table.scan().count() == total

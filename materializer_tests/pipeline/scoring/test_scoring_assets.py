@@ -17,6 +17,7 @@ from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
 from materializer_assets.resources.scoring import JudgeMemberConfig, JudgeResource, RagasResource
+from materializer_tests.pipeline.results import materialization_metadata
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -84,14 +85,6 @@ def _checks(result) -> dict:
     return {e.check_name: (e.passed, e.severity) for e in result.get_asset_check_evaluations()}
 
 
-def _metadata(result, asset: str) -> dict:
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        if materialization.asset_key.to_user_string() == asset:
-            return {key: value.value for key, value in materialization.metadata.items()}
-    raise KeyError(asset)
-
-
 def _rows(warehouse, dataset, slug=MODEL, day=DAY) -> list[dict]:
     files = sorted((Path(warehouse) / dataset / f"date={day}" / f"model={slug}").rglob("part-*.parquet"))
     return sorted(ds.dataset([str(f) for f in files]).to_table().to_pylist(), key=lambda r: r["trace_id"])
@@ -114,7 +107,7 @@ def test_without_an_endpoint_every_row_is_not_configured_and_a_warning_says_so(s
     ragas_rows = _rows(warehouse, "ragas-scores")
     assert {r["status"] for r in ragas_rows} == {"not_configured"}
     assert all(r[m] is None for r in ragas_rows for m in ("faithfulness", "answer_relevancy", "context_precision", "ragas_reward"))
-    assert _metadata(result, "judge_scores")["calls_made"] == 0
+    assert materialization_metadata(result, "judge_scores")["calls_made"] == 0
     assert not (tmp_path / "wh" / "score-cache").exists()
 
 
@@ -146,21 +139,21 @@ def test_every_consented_trace_is_scored_over_http_and_a_rerun_costs_nothing(sou
     # a trace without consent never reached any endpoint
     assert not any("REFUSED-TEXT" in json.dumps(r) or "UNKNOWN-TEXT" in json.dumps(r) for r in openai_server.stats.recent)
 
-    judge_meta = _metadata(result, "judge_scores")
+    judge_meta = materialization_metadata(result, "judge_scores")
     assert judge_meta["calls_made"] == 9 and judge_meta["cache_hits"] == 0
     assert judge_meta["failures_by_status"] == {}
     assert judge_meta["input_tokens"] > 0 and judge_meta["latency_p95_ms"] is not None
     assert sum(judge_meta["score_histogram"].values()) == 9
-    ragas_meta = _metadata(result, "ragas_scores")
+    ragas_meta = materialization_metadata(result, "ragas_scores")
     assert ragas_meta["calls_made"] > 9 and ragas_meta["metric_status_counts"]["faithfulness"] == {"ok": 8, "not_applicable": 1}
 
     calls = openai_server.stats.requests
     again = _materialize(resources, instance=instance)
     assert again.success
     assert openai_server.stats.requests == calls  # re-materializing the cell made zero calls
-    assert _metadata(again, "judge_scores")["cache_hits"] == 9
-    assert _metadata(again, "ragas_scores")["cache_hits"] == 9
-    assert _metadata(again, "judge_scores")["calls_made"] == 0
+    assert materialization_metadata(again, "judge_scores")["cache_hits"] == 9
+    assert materialization_metadata(again, "ragas_scores")["cache_hits"] == 9
+    assert materialization_metadata(again, "judge_scores")["calls_made"] == 0
     assert [r["judge_score"] for r in _rows(warehouse, "judge-scores")] == [r["judge_score"] for r in judge_rows]
 
 
@@ -191,7 +184,7 @@ def test_failures_are_null_with_their_status_and_warned_about(tmp_path, openai_s
     assert (rows["ten-scale"]["status"], rows["ten-scale"]["judge_score"]) == ("ok", pytest.approx(0.8))
     assert (rows["down"]["status"], rows["down"]["judge_score"]) == ("error", None)
     assert rows["down"]["attempts"] == 3 and rows["down"]["error"].startswith("HTTP 503")
-    meta = _metadata(result, "judge_scores")
+    meta = materialization_metadata(result, "judge_scores")
     assert meta["failures_by_status"] == {"error": 1, "out_of_range": 1, "unparseable": 1}
     ragas_rows = {r["trace_id"]: r for r in _rows(warehouse, "ragas-scores")}
     assert ragas_rows["garbage"]["status"] == "unparseable" and ragas_rows["garbage"]["ragas_reward"] is None
@@ -204,7 +197,7 @@ def test_bursts_of_429_and_5xx_are_retried_within_the_run(source, tmp_path, open
     result = _materialize(_resources(source, str(tmp_path / "wh"), judge, RagasResource()))
     assert result.success
     assert {r["status"] for r in _rows(str(tmp_path / "wh"), "judge-scores")} == {"ok"}
-    meta = _metadata(result, "judge_scores")
+    meta = materialization_metadata(result, "judge_scores")
     assert meta["calls_retried"] == 4
     assert meta["call_outcomes"]["429"] == 2
 
@@ -224,7 +217,7 @@ def test_a_judge_committee(source, tmp_path, openai_server):
         assert [v["judge"] for v in row["judges"]] == ["judge-a", "judge-b", "third"]
         assert row["judge_score"] == pytest.approx(sum(v["score"] for v in row["judges"]) / 3)
         assert row["judge_aggregate"] == "mean" and row["judge_ok"] == 3
-    meta = _metadata(result, "judge_scores")
+    meta = materialization_metadata(result, "judge_scores")
     assert meta["quorum"] == 2  # a majority of three
     assert meta["krippendorff_alpha"] is not None and meta["krippendorff_alpha"] > 0.5
     assert openai_server.stats.by_model == {"judge-a": 9, "judge-b": 9, "judge-c": 9}
@@ -253,9 +246,9 @@ def test_the_bundled_sample_cell_with_contexts(tmp_path, openai_server):
     assert result.success
     blocking = {e.check_name: e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR}
     assert all(blocking.values()), blocking
-    consented = _metadata(result, "consented_parquet")["rows"]
+    consented = materialization_metadata(result, "consented_parquet")["rows"]
     assert consented > 0
-    assert _metadata(result, "judge_scores")["rows"] == consented
+    assert materialization_metadata(result, "judge_scores")["rows"] == consented
     ragas_rows = _rows(str(tmp_path / "wh"), "ragas-scores", slug=slug, day=day)
     assert len(ragas_rows) == consented
     assert any(r["faithfulness_status"] == "ok" for r in ragas_rows)
@@ -298,7 +291,7 @@ def test_the_api_key_comes_from_an_env_var_and_is_never_recorded(source, tmp_pat
     result = _materialize(_resources(source, str(tmp_path / "wh"), judge))
     assert result.success
     assert openai_server.stats.authorizations == {"Bearer sk-test-secret-4242": 9}
-    recorded = json.dumps(_metadata(result, "judge_scores"), default=str)
+    recorded = json.dumps(materialization_metadata(result, "judge_scores"), default=str)
     recorded += json.dumps(_rows(str(tmp_path / "wh"), "judge-scores"), default=str)
     recorded += "".join(str(event) for event in result.all_events)
     assert "sk-test-secret-4242" not in recorded
