@@ -12,6 +12,7 @@ PII-redacted. Every row that goes in is counted in exactly one bucket, so
 from __future__ import annotations
 
 import hashlib
+import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from .consent import ConsentRegistry, apply_registry, consent_state, granted_mask
 
@@ -32,6 +34,10 @@ CONSENT_SUBPATHS = ("consent=true", "consent=false", "consent=unknown")
 
 class ConsentViolation(AssertionError):
     """A row without explicit consent reached a consent=true write."""
+
+
+class ConsentFolderMismatch(RuntimeError):
+    """A raw cell's ``consent=`` folder holds a row of another consent state."""
 
 
 @dataclass
@@ -175,6 +181,57 @@ def consented_stage(
             stats.redactions.update(counts)
         stats.consented += batch.num_rows
         yield batch
+
+
+# What counting a row that cannot be granted needs: apply_registry's columns.
+CONSENT_COLUMNS = ("user_id", "consent", "consent_source")
+
+
+def registry_may_grant(registry: ConsentRegistry | None) -> bool:
+    """Whether the registry grants anyone: only then can a row that raw_traces filed
+    under ``consent=false|unknown`` be granted now."""
+    return registry is not None and any(entry.granted is True for _, entry in registry.items())
+
+
+def consent_candidates(raw: ds.Dataset, registry: ConsentRegistry | None) -> tuple[ds.Dataset, ds.Dataset | None]:
+    """``(to_read, to_count)``: the raw cell's files that may hold granted rows, and the
+    ones whose rows can only be refused or unknown (None when every file must be read).
+
+    raw_traces files each row under its consent state, so without a registry that
+    grants, only ``consent=true/`` can yield consented rows: the rest is counted from
+    three small columns instead of being read whole. Where few users consent, that is
+    most of the cell's bytes (and of its S3 reads).
+    """
+    if registry_may_grant(registry) or not isinstance(raw, ds.FileSystemDataset):
+        return raw, None
+    granted_folder = CONSENT_SUBPATHS[0]
+    in_granted_folder = [posixpath.basename(posixpath.dirname(path)) == granted_folder for path in raw.files]
+    if all(in_granted_folder):
+        return raw, None
+    to_read = [path for path, granted in zip(raw.files, in_granted_folder) if granted]
+    to_count = [path for path, granted in zip(raw.files, in_granted_folder) if not granted]
+
+    def subset(files: list[str]) -> ds.Dataset:
+        return ds.dataset(files, schema=raw.schema, format=raw.format, filesystem=raw.filesystem)
+
+    return subset(to_read), subset(to_count)
+
+
+def count_ungranted(batches: Iterable[pa.RecordBatch], registry: ConsentRegistry | None, stats: ConsentedStats) -> None:
+    """Count rows that :func:`consent_candidates` left out, as :func:`consented_stage`
+    would (refused or unknown after the registry). A granted row among them means the
+    raw cell's folders disagree with its rows: raised, never dropped silently."""
+    for batch in batches:
+        stats.rows_in += batch.num_rows
+        batch = apply_registry(batch, registry)
+        consent = batch.column("consent")
+        granted = pc.sum(granted_mask(batch)).as_py() or 0
+        if granted:
+            raise ConsentFolderMismatch(
+                f"{granted} granted row(s) in a raw consent=false|unknown file: re-materialize raw_traces"
+            )
+        stats.unknown += consent.null_count
+        stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
 
 
 def require_granted(batch: pa.RecordBatch) -> None:

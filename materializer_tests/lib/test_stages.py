@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+import posixpath
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from materializer_assets.lib.consent import ConsentRegistry
+from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches
+from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.stages import (
+    CONSENT_COLUMNS,
     DROP_DUPLICATE,
     DROP_EMPTY_RESPONSE,
     ConsentedStats,
+    ConsentFolderMismatch,
     RawStats,
     SeenKeys,
+    consent_candidates,
     consented_stage,
+    count_ungranted,
     raw_stage,
+    registry_may_grant,
+    split_by_consent,
 )
+from materializer_assets.lib.storage import resolve
 
 from .helpers import make_batch
 
@@ -59,3 +75,85 @@ def test_raw_stage_counts_consent_states_and_sources():
     assert sum(b.num_rows for b in raw_stage([batch], None, stats)) == 6
     assert stats.as_metadata()["rows_by_consent"] == {"true": 2, "false": 1, "unknown": 3}
     assert sum(stats.by_consent_source.values()) == 6
+
+
+# ---------------------------------------------------------------- reading only what can be granted
+
+
+def _raw_cell(tmp_path, batches):
+    lake = ParquetLake(resolve(str(tmp_path)))
+    address = CellAddress("raw-traces", "2026-04-18", "glm-5-32b")
+    lake.write_cell(address, batches, NORMALIZED_SCHEMA, split=split_by_consent)
+    return lake.open_cell(address)
+
+
+def _consented(raw, registry):
+    """(trace ids kept, stats, whether only part of the cell was read whole) as the asset does it."""
+    stats = ConsentedStats()
+    to_read, to_count = consent_candidates(raw, registry)
+    if to_count is not None:
+        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
+    kept = [b for b in consented_stage(iter_batches(to_read), registry, None, stats)]
+    ids = sorted(t for b in kept for t in b.column("trace_id").to_pylist())
+    return ids, stats, to_count is not None
+
+
+def _whole(raw, registry):
+    stats = ConsentedStats()
+    kept = [b for b in consented_stage(iter_batches(raw), registry, None, stats)]
+    return sorted(t for b in kept for t in b.column("trace_id").to_pylist()), stats
+
+
+def _cell_batches():
+    return [
+        make_batch(4, consent=True, prefix="g"),
+        make_batch(3, consent=False, prefix="r"),
+        make_batch(2, consent=None, prefix="u"),
+    ]
+
+
+def test_without_a_registry_only_the_consent_true_folder_is_read_and_the_rest_is_counted(tmp_path):
+    raw = _raw_cell(tmp_path, _cell_batches())
+    to_read, to_count = consent_candidates(raw, None)
+    assert {posixpath.basename(posixpath.dirname(f)) for f in to_read.files} == {"consent=true"}
+    assert {posixpath.basename(posixpath.dirname(f)) for f in to_count.files} == {"consent=false", "consent=unknown"}
+    ids, stats, partial = _consented(raw, None)
+    assert partial and ids == [f"g-{i}" for i in range(4)]
+    assert (stats.rows_in, stats.consented, stats.refused, stats.unknown) == (9, 4, 3, 2)
+    assert stats.reconciles and (ids, stats) == _whole(raw, None)
+
+
+def test_a_registry_that_only_revokes_still_skips_the_other_folders_with_the_same_counts(tmp_path):
+    raw = _raw_cell(tmp_path, _cell_batches())
+    # g-0's user (user-0) revokes; so does every user-0..2 of the refused and unknown rows;
+    # user-1's registry row is unreadable: unknown.
+    registry = ConsentRegistry.from_rows(
+        [{"user_id": "user-0", "granted": "no"}, {"user_id": "user-1", "granted": "maybe"}]
+    )
+    assert not registry_may_grant(registry)
+    ids, stats, partial = _consented(raw, registry)
+    assert partial and ids == ["g-2", "g-3"]
+    assert (ids, stats) == _whole(raw, registry)
+    assert stats.reconciles and (stats.refused, stats.unknown) == (4, 3)
+
+
+def test_a_registry_that_grants_makes_every_folder_readable(tmp_path):
+    raw = _raw_cell(tmp_path, _cell_batches())
+    registry = ConsentRegistry.from_rows([{"user_id": "user-2", "granted": "yes"}])  # r-2's and g-2's user
+    assert registry_may_grant(registry)
+    ids, stats, partial = _consented(raw, registry)
+    assert not partial
+    assert ids == ["g-0", "g-1", "g-2", "g-3", "r-2"]
+    assert stats.reconciles
+
+
+def test_a_granted_row_filed_under_consent_false_is_raised_not_dropped(tmp_path):
+    raw = _raw_cell(tmp_path, [make_batch(2, consent=True, prefix="g")])
+    folder = Path(raw.files[0]).parent
+    misfiled = folder.parent / "consent=false"
+    misfiled.mkdir()
+    pq.write_table(pa.Table.from_batches([make_batch(1, consent=True, prefix="x")]), misfiled / "part-0.parquet")
+    lake_files = [*raw.files, str(misfiled / "part-0.parquet")]
+    mixed = ds.dataset(lake_files, schema=raw.schema, format="parquet")
+    with pytest.raises(ConsentFolderMismatch, match="re-materialize raw_traces"):
+        _consented(mixed, None)

@@ -123,6 +123,8 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     assert consented_meta["rows_unknown_consent"] == 2  # carol, dan
     assert consented_meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1}
     assert consented_meta["redactions"]["EMAIL"] >= 1
+    # the registry grants (gina): every raw folder is read
+    assert (consented_meta["raw_rows_read_whole"], consented_meta["raw_rows_only_counted"]) == (9, 0)
 
     # raw keeps every consent state in its own folder
     raw_cell = warehouse / f"raw-traces/date={DAY}/model={slug}"
@@ -130,6 +132,19 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     assert sorted(refused.column("trace_id").to_pylist()) == ["t-no", "t-refused", "t-revoked"]
     assert not any("consent=true" in str(p) and "t-unknown" in pq.read_table(p).column("trace_id").to_pylist()
                    for p in raw_cell.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("on_s3", [False, True], ids=["local", "s3"])
+def test_without_a_granting_registry_only_consented_raw_files_are_read(source_dir, tmp_path, request, on_s3):
+    warehouse = f"s3://{request.getfixturevalue('s3_bucket')}/lake" if on_s3 else str(tmp_path / "warehouse")
+    result = _materialize(_resources(str(source_dir), warehouse), model_slug(QWEN))
+    assert result.success and all(_blocking_checks(result).values()), _checks(result)
+    meta = materialization_metadata(result, "consented_parquet")
+    # consent=true holds alice (twice), erin and frank; bob, bob2, carol, dan and gina are only counted
+    assert (meta["raw_rows_read_whole"], meta["raw_rows_only_counted"]) == (4, 5)
+    assert (meta["rows_consented"], meta["rows_refused"], meta["rows_unknown_consent"]) == (2, 2, 3)
+    assert meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1}
+    assert _checks(result)["counts_reconcile"]
 
 
 def test_rerunning_a_cell_replaces_it(source_dir, tmp_path):
