@@ -403,17 +403,14 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
 
 def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
     """The same work through the lib functions the assets call, without Dagster."""
-    from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches, read_ahead
+    from materializer_assets.lib.lake import CellAddress, ParquetLake, read_ahead
     from materializer_assets.lib.redaction import Redactor
     from materializer_assets.lib.schema import NORMALIZED_SCHEMA
     from materializer_assets.lib.sources.postgres import PostgresTraceReader
     from materializer_assets.lib.stages import (
-        CONSENT_COLUMNS,
         ConsentedStats,
         RawStats,
-        consent_candidates,
-        consented_stage,
-        count_ungranted,
+        consented_from_raw,
         raw_stage,
         require_granted,
         split_by_consent,
@@ -433,11 +430,7 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
                 raw, raw_stage(read_ahead(cell.batches), None, RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
             )
             rows_read += written.rows
-            stats = ConsentedStats()
-            to_read, to_count = consent_candidates(lake.open_cell(raw), None)
-            if to_count is not None:
-                count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), None, stats)
-            consented = consented_stage(read_ahead(iter_batches(to_read)), None, redactor, stats)
+            consented = consented_from_raw(lake.open_cell(raw), None, redactor, ConsentedStats())
             written = lake.write_cell(
                 CellAddress("langfuse-traces", day.isoformat(), slug),
                 consented,

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .consent import ConsentRegistry, apply_registry, consent_state, granted_mask
+from .lake import iter_batches, read_ahead
 
 if TYPE_CHECKING:
     from .redaction import Redactor
@@ -62,6 +63,7 @@ class ConsentedStats:
     unknown: int = 0
     dropped: Counter = field(default_factory=Counter)
     redactions: Counter = field(default_factory=Counter)
+    rows_read_whole: int | None = None  # of rows_in; the rest was only counted (consented_from_raw)
 
     @property
     def reconciles(self) -> bool:
@@ -75,6 +77,8 @@ class ConsentedStats:
             "rows_unknown_consent": self.unknown,
             "rows_dropped": {reason: self.dropped.get(reason, 0) for reason in (DROP_EMPTY_RESPONSE, DROP_DUPLICATE)},
             "redactions": dict(sorted(self.redactions.items())),
+            "raw_rows_read_whole": self.rows_in if self.rows_read_whole is None else self.rows_read_whole,
+            "raw_rows_only_counted": 0 if self.rows_read_whole is None else self.rows_in - self.rows_read_whole,
         }
 
 
@@ -232,6 +236,22 @@ def count_ungranted(batches: Iterable[pa.RecordBatch], registry: ConsentRegistry
             )
         stats.unknown += consent.null_count
         stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
+
+
+def consented_from_raw(
+    raw: ds.Dataset,
+    registry: ConsentRegistry | None,
+    redactor: "Redactor | None",
+    stats: ConsentedStats,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`consented_stage` over a raw cell, reading whole only the files that may hold
+    granted rows (:func:`consent_candidates`); the others are counted once the stream is
+    consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
+    to_read, to_count = consent_candidates(raw, registry)
+    stats.rows_read_whole = to_read.count_rows()
+    yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), registry, redactor, stats)
+    if to_count is not None:
+        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
 
 
 def require_granted(batch: pa.RecordBatch) -> None:

@@ -14,7 +14,6 @@ from materializer_assets.lib.consent import ConsentRegistry
 from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.stages import (
-    CONSENT_COLUMNS,
     DROP_DUPLICATE,
     DROP_EMPTY_RESPONSE,
     ConsentedStats,
@@ -22,8 +21,8 @@ from materializer_assets.lib.stages import (
     RawStats,
     SeenKeys,
     consent_candidates,
+    consented_from_raw,
     consented_stage,
-    count_ungranted,
     raw_stage,
     registry_may_grant,
     split_by_consent,
@@ -90,12 +89,11 @@ def _raw_cell(tmp_path, batches):
 def _consented(raw, registry):
     """(trace ids kept, stats, whether only part of the cell was read whole) as the asset does it."""
     stats = ConsentedStats()
-    to_read, to_count = consent_candidates(raw, registry)
-    if to_count is not None:
-        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
-    kept = [b for b in consented_stage(iter_batches(to_read), registry, None, stats)]
+    kept = list(consented_from_raw(raw, registry, None, stats))
     ids = sorted(t for b in kept for t in b.column("trace_id").to_pylist())
-    return ids, stats, to_count is not None
+    partial = stats.as_metadata()["raw_rows_only_counted"] > 0
+    stats.rows_read_whole = None  # compared with a whole read below
+    return ids, stats, partial
 
 
 def _whole(raw, registry):

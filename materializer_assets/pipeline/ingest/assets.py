@@ -12,16 +12,13 @@ import dagster as dg
 import pyarrow.dataset as ds
 
 from ...lib import checks
-from ...lib.lake import CellStream, iter_batches, read_ahead
+from ...lib.lake import CellStream, read_ahead
 from ...lib.normalize import RejectionLog
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
 from ...lib.stages import (
-    CONSENT_COLUMNS,
     ConsentedStats,
     RawStats,
-    consent_candidates,
-    consented_stage,
-    count_ungranted,
+    consented_from_raw,
     raw_stage,
     require_granted,
     split_by_consent,
@@ -152,18 +149,13 @@ def consented_parquet(
 ):
     registry = trace_source.load_registry()
     stats = ConsentedStats()
-    to_read, to_count = consent_candidates(raw_traces, registry)
-    if to_count is not None:
-        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
     stream = CellStream(
-        consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), registry, privacy.redactor(), stats),
+        consented_from_raw(raw_traces, registry, privacy.redactor(), stats),
         NORMALIZED_SCHEMA,
         split=lambda batch: {"consent=true": batch},
         guard=require_granted,
         describe=lambda: {
             "consent_registry": registry.location if registry else "none",
-            "raw_rows_read_whole": to_read.count_rows(),
-            "raw_rows_only_counted": to_count.count_rows() if to_count is not None else 0,
             "redaction_engine": privacy.engine if privacy.redact else "off",
             **stats.as_metadata(),
         },
