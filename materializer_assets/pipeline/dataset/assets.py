@@ -36,6 +36,7 @@ from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
 from ...lib.lake import CellStream
 from ...lib.scoring.inputs import InputStats, consented_only, scan_batches
 from ..partitions import cell_partitions
+from ..check_results import check_result
 from .resources import RewardDatasetResource
 
 REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"
@@ -51,16 +52,6 @@ REWARD_CHECKS = {
     "consent_lineage": "Every row has consent=true and a recorded, granting consent source.",
 }
 WRITE_BACK_CHECK = "langfuse_scores_written"
-
-
-def _result(name: str, outcome: base_checks.CheckOutcome, blocking: bool = True) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        description=outcome.description,
-        metadata=outcome.metadata,
-    )
 
 
 def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None:
@@ -167,12 +158,12 @@ def reward_dataset(
     def read(columns: list[str]):
         return published.to_batches(columns=columns)
 
-    yield _result("final_reward_in_range", dataset_checks.check_final_reward_range(read(["trace_id", "final_reward"])))
-    yield _result("no_group_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["split_key", "split"])))
-    yield _result(
+    yield check_result("final_reward_in_range", dataset_checks.check_final_reward_range(read(["trace_id", "final_reward"])))
+    yield check_result("no_group_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["split_key", "split"])))
+    yield check_result(
         "no_user_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["user_id", "split"]), "user_id")
     )
-    yield _result("consent_lineage", dataset_checks.check_consent_lineage(read(["consent", "consent_source"])))
+    yield check_result("consent_lineage", dataset_checks.check_consent_lineage(read(["consent", "consent_source"])))
     if not reward_settings.langfuse_write_scores:
         outcome = base_checks.CheckOutcome(True, "Langfuse write-back disabled (MATERIALIZER_LANGFUSE_WRITE_SCORES)", {})
     else:
@@ -181,7 +172,7 @@ def reward_dataset(
         except Exception as exc:  # the dataset is written; a Langfuse outage only warns
             context.log.warning(f"Langfuse write-back failed: {type(exc).__name__}: {exc}")
             outcome = base_checks.CheckOutcome(False, f"Langfuse write-back failed: {type(exc).__name__}: {exc}", {})
-    yield _result(WRITE_BACK_CHECK, outcome, blocking=False)
+    yield check_result(WRITE_BACK_CHECK, outcome, blocking=False)
 
 
 @dg.asset(
@@ -310,7 +301,7 @@ def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
         },
     )
     yield dg.Output(stream)
-    yield _result(DPO_CHECK, dataset_checks.check_dpo_pairs(stream.published, config.min_margin))
+    yield check_result(DPO_CHECK, dataset_checks.check_dpo_pairs(stream.published, config.min_margin))
 
 
 def _pair_inputs(reward_cell: Any) -> pa.Table:

@@ -27,6 +27,7 @@ from ...lib.erasure import ErasureLedger
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import PrivacyResource, TraceSourceResource
 from ..partitions import cell_partitions, split_cell_key
+from ..check_results import check_result
 
 RAW_REQUIRED = ("trace_id", "timestamp", "date", "model_slug", "content_hash", "source", "extracted_at")
 
@@ -49,16 +50,6 @@ def _specs(asset_name: str, specs: dict[str, str], warn: tuple[str, ...] = ()) -
         dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=name not in warn)
         for name, description in specs.items()
     ]
-
-
-def _result(name: str, outcome: checks.CheckOutcome, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=outcome.passed,
-        severity=severity,
-        description=outcome.description,
-        metadata=outcome.metadata,
-    )
 
 
 def _rejection_metadata(rejections: RejectionLog) -> dict:
@@ -116,18 +107,20 @@ def raw_traces(
     finally:
         reader.close()
     published = stream.published
-    yield _result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
-    yield _result("raw_required_non_null", checks.check_required_non_null(published, RAW_REQUIRED))
+    yield check_result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
+    yield check_result("raw_required_non_null", checks.check_required_non_null(published, RAW_REQUIRED))
     rejected = cell.rejections.total
-    yield dg.AssetCheckResult(
-        check_name="no_rejected_records",
-        passed=rejected == 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="no rejected records" if not rejected else f"{rejected} record(s) rejected; see metadata",
-        metadata={
-            "rejected_by_reason": dict(sorted(cell.rejections.counts.items())),
-            "rejected_unattributed_by_reason": dict(sorted(cell.rejections.unattributed.items())),
-        },
+    yield check_result(
+        "no_rejected_records",
+        checks.CheckOutcome(
+            rejected == 0,
+            "no rejected records" if not rejected else f"{rejected} record(s) rejected; see metadata",
+            {
+                "rejected_by_reason": dict(sorted(cell.rejections.counts.items())),
+                "rejected_unattributed_by_reason": dict(sorted(cell.rejections.unattributed.items())),
+            },
+        ),
+        blocking=False,
     )
 
 
@@ -162,11 +155,11 @@ def consented_parquet(
     )
     yield dg.Output(stream)
     published = stream.published
-    yield _result("only_consented_rows", checks.check_only_granted(published))
-    yield _result("unique_trace_observation_ids", checks.check_unique_ids(published))
-    yield _result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
-    yield _result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
-    yield _result(
+    yield check_result("only_consented_rows", checks.check_only_granted(published))
+    yield check_result("unique_trace_observation_ids", checks.check_unique_ids(published))
+    yield check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
+    yield check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
+    yield check_result(
         "counts_reconcile",
         checks.check_reconciles(
             raw_traces.count_rows(),

@@ -15,6 +15,7 @@ from ...lib import checks
 from ...lib.iceberg import DEFAULT_TABLE, ParquetCellFiles
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
 from ..partitions import cell_partitions
+from ..check_results import check_result
 
 # Read at import, like the partitions' start date: asset metadata is static.
 ICEBERG_TABLE = os.environ.get("MATERIALIZER_ICEBERG_TABLE", "").strip() or DEFAULT_TABLE
@@ -25,16 +26,6 @@ ICEBERG_CHECKS = {
     "unique_trace_observation_ids": "No duplicate (trace_id, observation_id): one live copy of each row.",
     "required_columns_non_null": "Required columns are present and non-null.",
 }
-
-
-def _result(name: str, outcome: checks.CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=outcome.description,
-        metadata=outcome.metadata,
-    )
 
 
 @dg.asset(
@@ -64,7 +55,7 @@ def iceberg_table(context: dg.AssetExecutionContext, consented_parquet: ds.Datas
     published = files.published
     context.log.info(f"{published!r}: {files.commit.rows} rows in {files.commit.files} file(s), {files.commit.method}")
     rows = published.count_rows()
-    yield _result(
+    yield check_result(
         "row_count_matches_consented_parquet",
         checks.CheckOutcome(
             rows == source_rows,
@@ -72,6 +63,6 @@ def iceberg_table(context: dg.AssetExecutionContext, consented_parquet: ds.Datas
             {"iceberg_rows": rows, "consented_parquet_rows": source_rows, "snapshot_id": published.snapshot_id},
         ),
     )
-    yield _result("only_consented_rows", checks.check_only_granted(published))
-    yield _result("unique_trace_observation_ids", checks.check_unique_ids(published))
-    yield _result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
+    yield check_result("only_consented_rows", checks.check_only_granted(published))
+    yield check_result("unique_trace_observation_ids", checks.check_unique_ids(published))
+    yield check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))

@@ -13,7 +13,6 @@ from typing import Any
 
 import dagster as dg
 
-from ...lib import checks as base_checks
 from ...lib.lake import CellStream
 from ...lib.scoring import checks
 from ...lib.scoring.inputs import ID_COLUMNS, INPUT_COLUMNS, InputStats, consented_only, scan_batches
@@ -27,6 +26,7 @@ from ...lib.scoring.schema import (
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.scoring import JudgeResource, RagasResource
 from ..partitions import cell_partitions, split_cell_key
+from ..check_results import check_result
 
 # The asset both scorers read. Today the consented Parquet cell; switching to
 # the Iceberg table is this one line (its IO manager hands over a lazy scan,
@@ -54,16 +54,6 @@ def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.Asset
         dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=blocking)
         for name, (description, blocking) in specs.items()
     ]
-
-
-def _result(name: str, outcome: base_checks.CheckOutcome, blocking: bool) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=name,
-        passed=outcome.passed,
-        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        description=outcome.description,
-        metadata=outcome.metadata,
-    )
 
 
 def _score_cell(traces: Any, scorer, resource, stream_schema) -> CellStream:
@@ -108,10 +98,10 @@ def _score_and_check(
     stream = _score_cell(traces, scorer, resource, stream_schema)
     yield dg.Output(stream)
     published = stream.published
-    yield _result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
+    yield check_result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
     every_scored = checks.check_every_trace_scored(_consented_ids(traces), published)
-    yield _result(f"{check_prefix}_every_trace_scored", every_scored, True)
-    yield _result(f"{check_prefix}_non_ok_share", checks.check_non_ok_share(published, resource.max_non_ok_share), False)
+    yield check_result(f"{check_prefix}_every_trace_scored", every_scored, True)
+    yield check_result(f"{check_prefix}_non_ok_share", checks.check_non_ok_share(published, resource.max_non_ok_share), False)
     return scorer
 
 
@@ -143,7 +133,7 @@ def judge_scores(
         vouchers={name: "status" for name in JUDGE_SCORE_COLUMNS},
         unconfigured_warning="no judge endpoint configured: every row is not_configured",
     )
-    yield _result(
+    yield check_result(
         "judge_endpoint_configured",
         checks.check_configured(
             scorer.configured,
@@ -194,7 +184,7 @@ def ragas_scores(
             "(set MATERIALIZER_RAGAS_EMBEDDINGS_MODEL)"
         )
     llm_model, embeddings_model = scorer.scorer.model_names
-    yield _result(
+    yield check_result(
         "ragas_endpoint_configured",
         checks.check_configured(
             scorer.configured and embeddings_model is not None,
