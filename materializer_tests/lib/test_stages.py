@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from materializer_assets.lib.consent import ConsentRegistry
-from materializer_assets.lib.lake import CellAddress, ParquetLake, iter_batches
+from materializer_assets.lib.lake import CellAddress, CellNotMaterialized, ParquetLake, iter_batches
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.stages import (
     DROP_DUPLICATE,
@@ -155,3 +155,10 @@ def test_a_granted_row_filed_under_consent_false_is_raised_not_dropped(tmp_path)
     mixed = ds.dataset(lake_files, schema=raw.schema, format="parquet")
     with pytest.raises(ConsentFolderMismatch, match="re-materialize raw_traces"):
         _consented(mixed, None)
+    # Written through the lake, the mismatch aborts the cell: nothing is published.
+    lake = ParquetLake(resolve(str(tmp_path)))
+    consented = CellAddress("langfuse-traces", "2026-04-18", "glm-5-32b")
+    with pytest.raises(ConsentFolderMismatch):
+        lake.write_cell(consented, consented_from_raw(mixed, None, None, ConsentedStats()), NORMALIZED_SCHEMA)
+    with pytest.raises(CellNotMaterialized):
+        lake.cell_files(consented)
