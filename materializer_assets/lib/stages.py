@@ -147,6 +147,13 @@ class SeenKeys:
         return keep
 
 
+def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> None:
+    """The one rule both consented_stage and count_ungranted count by (counts_reconcile relies on it)."""
+    consent = batch.column("consent")
+    stats.unknown += consent.null_count
+    stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
+
+
 def consented_stage(
     batches: Iterable[pa.RecordBatch],
     registry: ConsentRegistry | None,
@@ -157,9 +164,7 @@ def consented_stage(
     for batch in batches:
         stats.rows_in += batch.num_rows
         batch = apply_registry(batch, registry)
-        consent = batch.column("consent")
-        stats.unknown += consent.null_count
-        stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
+        _count_refused_and_unknown(batch, stats)
         granted = granted_mask(batch)
 
         # One mask and a single filter of the wide batch: each filter copies all its text.
@@ -228,14 +233,12 @@ def count_ungranted(batches: Iterable[pa.RecordBatch], registry: ConsentRegistry
     for batch in batches:
         stats.rows_in += batch.num_rows
         batch = apply_registry(batch, registry)
-        consent = batch.column("consent")
         granted = pc.sum(granted_mask(batch)).as_py() or 0
         if granted:
             raise ConsentFolderMismatch(
                 f"{granted} granted row(s) in a raw consent=false|unknown file: re-materialize raw_traces"
             )
-        stats.unknown += consent.null_count
-        stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
+        _count_refused_and_unknown(batch, stats)
 
 
 def consented_from_raw(
@@ -248,8 +251,8 @@ def consented_from_raw(
     granted rows (:func:`consent_candidates`); the others are counted once the stream is
     consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
     to_read, to_count = consent_candidates(raw, registry)
-    stats.rows_read_whole = to_read.count_rows()
     yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), registry, redactor, stats)
+    stats.rows_read_whole = stats.rows_in
     if to_count is not None:
         count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
 
