@@ -129,7 +129,7 @@ class JudgeCellScorer:
         self.stats.units_asked += 1
         shard = self.shards[judge_index]
         if shard is not None and outcome.status in CACHEABLE_STATUSES:
-            shard.put(row.content_hash, outcome.to_payload())
+            shard.put(row.content_hash, outcome.to_payload(), trace_id=row.trace_id)
         return outcome
 
     async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:
@@ -141,6 +141,7 @@ class JudgeCellScorer:
                 if cached is not None:
                     votes[i][j] = JudgeOutcome.from_payload(cached)
                     self.stats.cache_hits += 1
+                    shard.attribute(row.content_hash, row.trace_id)  # erasable by this trace too
                 else:
                     jobs.append(self._ask(j, row))
                     slots.append((i, j))
@@ -283,12 +284,13 @@ class RagasCellScorer:
         cached = self.shard.get(self.cache_key(row)) if self.shard is not None else None
         if cached is not None:
             self.stats.cache_hits += 1
+            self.shard.attribute(self.cache_key(row), row.trace_id)  # erasable by this trace too
             return RagasOutcome.from_payload(cached)
         outcome = await self.scorer.score(row.question, row.answer, row.contexts)
         if self.scorer.configured:
             self.stats.units_asked += 1
         if self.shard is not None and all(m.status != ERROR for m in outcome.metrics.values()):
-            self.shard.put(self.cache_key(row), outcome.to_payload())
+            self.shard.put(self.cache_key(row), outcome.to_payload(), trace_id=row.trace_id)
         return outcome
 
     async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:

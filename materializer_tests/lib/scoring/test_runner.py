@@ -97,6 +97,44 @@ def test_a_second_run_of_the_same_cell_makes_zero_calls(openai_server, tmp_path)
     assert [v["cached"] for v in second.column("judges").to_pylist()[0]] == [True]
 
 
+def _cache_entries(tmp_path) -> list[tuple[str, str]]:
+    from materializer_assets.lib.scoring.cache import CACHE_SCHEMA
+
+    files = [str(f) for f in (tmp_path / "score-cache").rglob("part-*.parquet")]
+    table = ds.dataset(files, schema=CACHE_SCHEMA).to_table()
+    return sorted(zip(table.column("key").to_pylist(), table.column("trace_id").to_pylist()))
+
+
+def test_cache_entries_carry_the_trace_they_were_written_for(openai_server, tmp_path):
+    cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
+    answers = [f"shared answer {i}" for i in range(4)]
+    first = run(JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG),
+                traces(4, answers=answers, prefix="a"))
+    hashes = first.column("content_hash").to_pylist()
+    assert _cache_entries(tmp_path) == sorted((h, f"a-{i}") for i, h in enumerate(hashes))
+    calls = openai_server.stats.requests
+    # Other traces with the same content are answered from the cache, and get entries of their own.
+    scorer = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG)
+    second = run(scorer, traces(4, answers=answers, prefix="b"))
+    assert openai_server.stats.requests == calls and second.column("content_hash").to_pylist() == hashes
+    assert _cache_entries(tmp_path) == sorted([(h, f"a-{i}") for i, h in enumerate(hashes)]
+                                              + [(h, f"b-{i}") for i, h in enumerate(hashes)])
+    # Once each trace has its entry, re-running the cell writes nothing.
+    again = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG)
+    run(again, traces(4, answers=answers, prefix="b"))
+    assert again.shards[0].files_written == 0
+
+
+def test_ragas_cache_entries_carry_the_trace_too(openai_server, tmp_path):
+    cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
+    scorer = RagasCellScorer(
+        RagasScorer(Endpoint(openai_server.base_url, "llm"), Endpoint(openai_server.base_url, "emb"), retry=FAST_RETRY),
+        cache=cache, day=DAY, cell_model_slug=SLUG,
+    )
+    run(scorer, traces(3, contexts=["Sorting puts items of a list in order."], prefix="r"))
+    assert sorted(trace for _, trace in _cache_entries(tmp_path)) == ["r-0", "r-1", "r-2"]
+
+
 def test_errors_are_not_cached_and_are_asked_again(openai_server, tmp_path):
     cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
     batch = traces(5, answers=["a0", "a1 [[fail:503x3]]", "a2", "a3", "a4"])
