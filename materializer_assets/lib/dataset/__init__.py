@@ -24,8 +24,8 @@ from .rewards import (
     reward_columns,
 )
 from .schema import EXCLUDED, REWARD_DATASET_SCHEMA, TEST, TRAIN
-from .splits import SplitConfig, SplitPlan, SplitPlanner, SplitStats, assign_splits, group_split, plan_splits
-from .summary import RewardSummary, preview_markdown, reward_histogram
+from .splits import SplitConfig, SplitPlan, SplitPlanner, SplitStats, assign_splits, group_split, hashed_split_key, plan_splits
+from .summary import RewardSummary, reward_histogram
 
 __all__ = [
     "EXCLUDED",
@@ -54,10 +54,10 @@ __all__ = [
     "build_reward_table",
     "final_rewards",
     "group_split",
+    "hashed_split_key",
     "labels",
     "normalize_feedback",
     "plan_splits",
-    "preview_markdown",
     "reward_batch",
     "reward_columns",
     "reward_histogram",

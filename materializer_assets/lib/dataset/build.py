@@ -7,7 +7,7 @@ The asset does two streaming passes over its cell::
     builder.plan(scan(columns=builder.plan_columns))      # pass 1: splits (ids + prompt texts)
     for batch in builder.batches(scan()):                  # pass 2: rows in REWARD_DATASET_SCHEMA
         write(batch)
-    builder.metadata()                                     # counts, histogram, preview
+    builder.metadata()                                     # counts and histogram only
 
 Input batches are normalized trace rows (``lib/schema.py``; ``feedback_score``
 included) plus, when scores are joined by the caller instead of
@@ -144,7 +144,11 @@ def reward_batch(
 
 
 class RewardDatasetBuilder:
-    """Two-pass builder of a ``reward_dataset`` cell (see the module docstring)."""
+    """Two-pass builder of a ``reward_dataset`` cell (see the module docstring).
+
+    ``key_salt`` keys the salted hash stored as ``split_key`` (the pipeline
+    passes the erasure salt; see :mod:`.splits`).
+    """
 
     def __init__(
         self,
@@ -153,9 +157,11 @@ class RewardDatasetBuilder:
         lineage: RewardLineage | None = None,
         scores: ScoreLookup | None = None,
         summary: RewardSummary | None = None,
+        key_salt: bytes | str | None = None,
     ) -> None:
         self.reward_config = reward_config or RewardConfig()
         self.split_config = split_config or SplitConfig()
+        self.key_salt = key_salt
         self.lineage = lineage or RewardLineage()
         self.scores = scores
         self.summary = summary or RewardSummary()
@@ -166,7 +172,7 @@ class RewardDatasetBuilder:
         return SplitPlanner(self.split_config).columns
 
     def plan(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> SplitStats:
-        planner = SplitPlanner(self.split_config)
+        planner = SplitPlanner(self.split_config, self.key_salt)
         for batch in batches:
             if batch.num_rows:
                 planner.add(batch)
@@ -197,9 +203,10 @@ def build_reward_table(
     split_config: SplitConfig | None = None,
     lineage: RewardLineage | None = None,
     scores: ScoreLookup | None = None,
+    key_salt: bytes | str | None = None,
 ) -> tuple[pa.Table, dict]:
     """In-memory convenience over :class:`RewardDatasetBuilder`: ``(table, metadata)``."""
-    builder = RewardDatasetBuilder(reward_config, split_config, lineage, scores)
+    builder = RewardDatasetBuilder(reward_config, split_config, lineage, scores, key_salt=key_salt)
     builder.plan(traces.to_batches())
     batches = list(builder.batches(traces.to_batches()))
     return pa.Table.from_batches(batches, schema=REWARD_DATASET_SCHEMA), builder.metadata()

@@ -80,7 +80,7 @@ REWARD_DATASET_SCHEMA = pa.schema(
         pa.field("label", pa.string()),  # preferred / neutral / non_preferred; null = unlabeled
         # split
         pa.field("split", pa.string(), nullable=False),  # train / test / excluded
-        pa.field("split_key", pa.string(), nullable=False),  # the group hashed, e.g. "user_id:u-17"
+        pa.field("split_key", pa.string(), nullable=False),  # HMAC-SHA256(secret salt, "user_id:<id>") hex, never the raw id
         pa.field("excluded_reason", pa.string()),
         # lineage
         *_normalized("source"),

@@ -13,6 +13,13 @@ so a user is in the same split in every cell, every day, every re-run and
 every backfill, whatever other rows exist — no user is ever in both splits,
 including across the daily partitions a trainer concatenates.
 
+**The stored key.** The ``split_key`` column holds the group key only as a
+salted hash, ``HMAC-SHA256(key_salt, "user_id:<id>")`` in hex (the pipeline
+passes the erasure salt, so it is as secret as the erasure audit's user
+hashes): the same for a user in every cell and run, never the raw id. The
+split itself is decided by the hash above (the public split salt), so the
+key salt can change without moving anybody between train and test.
+
 **Exact duplicates.** Rows with the same prompt side (roles included) and the
 same response, modulo case and whitespace, are one example: one is kept, the
 others get ``split = "excluded"``, ``excluded_reason = "duplicate"``. The kept
@@ -54,6 +61,7 @@ assigns splits to the batches of a second pass.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -118,6 +126,12 @@ def group_key(group_value: str | None, trace_id: str, group_by: str) -> str:
     return f"{FALLBACK_GROUP_COLUMN}:{trace_id}"
 
 
+def hashed_split_key(key: str, key_salt: bytes | str) -> str:
+    """What ``split_key`` stores for the group ``key``: HMAC-SHA256(key_salt, key), hex."""
+    salt = key_salt.encode("utf-8") if isinstance(key_salt, str) else key_salt
+    return hmac.new(salt, key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def group_split(key: str, config: SplitConfig) -> str:
     """The split of a group: a pure function of (salt, key, test_fraction)."""
     value = int.from_bytes(hashlib.blake2b(f"{config.salt}\x00{key}".encode("utf-8"), digest_size=8).digest(), "big")
@@ -152,10 +166,17 @@ PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt",
 
 
 class SplitPlanner:
-    """First pass: ``add`` every batch of the cell, then ``finish`` for a :class:`SplitPlan`."""
+    """First pass: ``add`` every batch of the cell, then ``finish`` for a :class:`SplitPlan`.
 
-    def __init__(self, config: SplitConfig | None = None) -> None:
+    ``key_salt`` keys the hash stored as ``split_key`` (see the module doc):
+    pass a secret (the pipeline passes the erasure salt). Without one the
+    public split salt keys it, which hides the raw id but not from someone who
+    can guess user ids.
+    """
+
+    def __init__(self, config: SplitConfig | None = None, key_salt: bytes | str | None = None) -> None:
         self.config = config or SplitConfig()
+        self.key_salt = key_salt if key_salt else self.config.salt
         self._index: dict[bytes, int] = {}
         self._group_ids: dict[str, int] = {}
         self._group: list[int] = []
@@ -245,7 +266,8 @@ class SplitPlanner:
                 if verdict[text_key]:
                     codes[row] = _NEAR_DUPLICATE
 
-        group_names = list(self._group_ids)
+        # Only the salted hash of each group key leaves the planner.
+        group_names = [hashed_split_key(key, self.key_salt) for key in self._group_ids]
         stats = SplitStats(rows=n, fallback_rows=self._fallback)
         counts = Counter(codes)
         stats.train, stats.test = counts[_TRAIN], counts[_TEST]
@@ -260,11 +282,12 @@ class SplitPlanner:
         )
         # Free the first pass's state: the plan keeps only (code, group) per row.
         self._hasher = None
+        self._group_ids = {}
         return plan
 
 
 class SplitPlan:
-    """Second pass: the split, split key and exclusion reason of each planned row."""
+    """Second pass: the split, split key (a salted hash) and exclusion reason of each planned row."""
 
     def __init__(self, config: SplitConfig, rows: dict[bytes, tuple[int, int]], groups: list[str], stats: SplitStats) -> None:
         self.config = config
@@ -309,14 +332,18 @@ class SplitPlan:
         return table
 
 
-def plan_splits(batches: Iterable[pa.RecordBatch | pa.Table], config: SplitConfig | None = None) -> SplitPlan:
-    planner = SplitPlanner(config)
+def plan_splits(
+    batches: Iterable[pa.RecordBatch | pa.Table], config: SplitConfig | None = None, key_salt: bytes | str | None = None
+) -> SplitPlan:
+    planner = SplitPlanner(config, key_salt)
     for batch in batches:
         planner.add(batch)
     return planner.finish()
 
 
-def assign_splits(table: pa.Table, config: SplitConfig | None = None) -> tuple[pa.Table, SplitStats]:
+def assign_splits(
+    table: pa.Table, config: SplitConfig | None = None, key_salt: bytes | str | None = None
+) -> tuple[pa.Table, SplitStats]:
     """In-memory convenience: plan and apply on one table."""
-    plan = plan_splits([table], config)
+    plan = plan_splits([table], config, key_salt)
     return plan.apply(table), plan.stats

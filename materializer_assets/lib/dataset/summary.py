@@ -1,14 +1,17 @@
-"""Asset metadata for a reward cell: reward histogram, rows per label × split, a preview.
+"""Asset metadata for a reward cell: reward histogram and rows per label × split.
 
-:class:`RewardSummary` is fed batch by batch (constant memory: counts and the
-first few rows) and returns plain values and Markdown strings the Dagster
-layer can wrap in ``MetadataValue.md`` / ``MetadataValue.json``.
+:class:`RewardSummary` is fed batch by batch (constant memory: counts only)
+and returns plain values and Markdown strings the Dagster layer can wrap in
+``MetadataValue.md`` / ``MetadataValue.json``.
+
+Counts only, never row contents: Dagster's event log cannot be erased
+(DESIGN §10), so no prompt, response or user id may end up in metadata.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +20,6 @@ from .rewards import LABELS
 from .schema import EXCLUDED, TEST, TRAIN
 
 UNLABELED = "unlabeled"
-PREVIEW_COLUMNS = ("trace_id", "split", "label", "final_reward", "reward_source", "prompt", "response")
 
 
 def reward_histogram(values: pa.Array | pa.ChunkedArray | Iterable[float | None], bins: int = 10) -> dict:
@@ -57,41 +59,14 @@ def histogram_markdown(histogram: dict) -> str:
     return "\n".join(lines)
 
 
-def _escape(value: object, max_chars: int) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        text = f"{value:.3f}"
-    else:
-        text = str(value)
-    text = " ".join(text.split())
-    if len(text) > max_chars:
-        text = text[: max(0, max_chars - 1)] + "…"
-    return text.replace("|", "\\|")
-
-
-def preview_markdown(table: pa.Table | pa.RecordBatch, rows: int = 5, max_chars: int = 60, columns: Sequence[str] = PREVIEW_COLUMNS) -> str:
-    """The first ``rows`` rows as a Markdown table, each cell cut to ``max_chars``."""
-    present = [name for name in columns if name in table.schema.names]
-    head = table.slice(0, rows).select(present).to_pylist()
-    lines = ["| " + " | ".join(present) + " |", "|" + "---|" * len(present)]
-    for row in head:
-        lines.append("| " + " | ".join(_escape(row[name], max_chars) for name in present) + " |")
-    return "\n".join(lines)
-
-
 class RewardSummary:
     """Streaming summary of ``reward_dataset`` batches."""
 
-    def __init__(self, bins: int = 10, preview_rows: int = 5, preview_chars: int = 60) -> None:
+    def __init__(self, bins: int = 10) -> None:
         self.bins = bins
-        self.preview_rows = preview_rows
-        self.preview_chars = preview_chars
         self.rows = 0
         self._histogram = {"counts": [0] * bins, "null": 0, "out_of_range": 0}
         self._label_split: Counter = Counter()
-        self._preview: list[pa.Table] = []
-        self._preview_count = 0
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         self.rows += batch.num_rows
@@ -103,12 +78,6 @@ class RewardSummary:
         labels = batch.column("label").to_pylist()
         splits = batch.column("split").to_pylist()
         self._label_split.update(zip((label or UNLABELED for label in labels), splits))
-        if self._preview_count < self.preview_rows:
-            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-            present = [name for name in PREVIEW_COLUMNS if name in table.column_names]
-            head = table.slice(0, self.preview_rows - self._preview_count).select(present)
-            self._preview.append(head)
-            self._preview_count += head.num_rows
 
     def histogram(self) -> dict:
         return {"edges": [round(i / self.bins, 6) for i in range(self.bins + 1)], **self._histogram}
@@ -127,11 +96,6 @@ class RewardSummary:
             lines.append(f"| {label} | {by_split[TRAIN]} | {by_split[TEST]} | {by_split[EXCLUDED]} |")
         return "\n".join(lines)
 
-    def preview(self) -> str:
-        if not self._preview:
-            return preview_markdown(pa.table({name: pa.array([], pa.string()) for name in PREVIEW_COLUMNS}), 0)
-        return preview_markdown(pa.concat_tables(self._preview), self.preview_rows, self.preview_chars)
-
     def as_metadata(self) -> dict:
         """Plain values (``rows``, ``rows_by_label_and_split``, ``reward_histogram``)
         and Markdown strings (``*_md``) for the asset's metadata."""
@@ -142,5 +106,4 @@ class RewardSummary:
             "reward_histogram": histogram,
             "rows_by_label_and_split_md": self.label_split_markdown(),
             "reward_histogram_md": histogram_markdown(histogram),
-            "preview_md": self.preview(),
         }

@@ -33,8 +33,10 @@ from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
+from ...lib.erasure import ErasureLedger
 from ...lib.lake import CellStream
 from ...lib.scoring.inputs import InputStats, consented_only, scan_batches
+from ...resources.parquet_io import ParquetLakeIOManager
 from ..partitions import cell_partitions
 from ..check_results import check_result
 from .resources import RewardDatasetResource
@@ -65,6 +67,15 @@ def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None
 def _markdown(metadata: dict) -> dict:
     """Markdown strings (``*_md``) as MetadataValue.md so the UI renders them as tables."""
     return {key: dg.MetadataValue.md(value) if key.endswith("_md") else value for key, value in metadata.items()}
+
+
+def _erasure_ledger(parquet_io_manager: ParquetLakeIOManager) -> ErasureLedger:
+    """The erasure audit's ledger: its salt keys split_key and every user hash in metadata.
+
+    Salt from MATERIALIZER_ERASURE_SALT, else the warehouse's ``_erasure/salt``
+    (created once), as for the erasure job and raw_traces.
+    """
+    return ErasureLedger(parquet_io_manager.lake().root, salt=os.environ.get("MATERIALIZER_ERASURE_SALT") or None)
 
 
 def _scorer_version(reward_spec: str) -> str:
@@ -125,14 +136,18 @@ def reward_dataset(
     judge_scores: ds.Dataset,
     ragas_scores: ds.Dataset,
     reward_settings: RewardDatasetResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
     reward_config = reward_settings.reward_config()
+    ledger = _erasure_ledger(parquet_io_manager)
     scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
     builder = RewardDatasetBuilder(
         reward_config,
         reward_settings.split_config(),
         RewardLineage(iceberg_snapshot_id=getattr(iceberg_table, "snapshot_id", None)),
         scores=scores,
+        # split_key = HMAC(erasure salt, group key): stable across runs, never the raw user id.
+        key_salt=ledger.salt,
     )
     # The table only holds consented rows (its own blocking check); filtering again
     # keeps a consent bug upstream from ever reaching a training row.
@@ -161,7 +176,9 @@ def reward_dataset(
     yield check_result("final_reward_in_range", dataset_checks.check_final_reward_range(read(["trace_id", "final_reward"])))
     yield check_result("no_group_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["split_key", "split"])))
     yield check_result(
-        "no_user_in_both_splits", dataset_checks.check_no_group_in_both_splits(read(["user_id", "split"]), "user_id")
+        "no_user_in_both_splits",
+        # Offending users are named only by the erasure audit's salted hash: the event log cannot be erased.
+        dataset_checks.check_no_group_in_both_splits(read(["user_id", "split"]), "user_id", ledger.user_hash),
     )
     yield check_result("consent_lineage", dataset_checks.check_consent_lineage(read(["consent", "consent_source"])))
     if not reward_settings.langfuse_write_scores:

@@ -175,7 +175,7 @@ def test_two_streaming_passes_over_small_batches_equal_the_in_memory_build(trace
     meta = builder.metadata()
     assert sum(meta["reward_histogram"]["counts"]) == 6 and meta["reward_histogram"]["null"] == 0
     assert meta["reward_histogram"]["counts"][0] == 1 and meta["reward_histogram"]["counts"][9] == 1  # 0.0 and 1.0
-    assert meta["preview_md"].count("\n") == 1 + 5  # header, rule, five rows
+    assert "preview_md" not in meta  # no row contents in metadata (DESIGN §10)
     assert "| preferred |" in meta["rows_by_label_and_split_md"]
     assert meta["rows_train"] + meta["rows_test"] + meta["rows_excluded_duplicate"] + meta["rows_excluded_near_duplicate"] == 6
 

@@ -1,7 +1,8 @@
-"""Asset-check functions and the metadata helpers (histogram, label × split, preview)."""
+"""Asset-check functions and the metadata helpers (histogram, label × split)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pyarrow as pa
@@ -14,7 +15,7 @@ from materializer_assets.lib.dataset.checks import (
     check_final_reward_range,
     check_no_group_in_both_splits,
 )
-from materializer_assets.lib.dataset.summary import RewardSummary, histogram_markdown, preview_markdown, reward_histogram
+from materializer_assets.lib.dataset.summary import RewardSummary, histogram_markdown, reward_histogram
 
 
 def test_final_reward_range_passes_on_nulls_and_bounds_and_fails_outside():
@@ -38,10 +39,15 @@ def test_group_check_ignores_excluded_rows_and_finds_straddlers():
     )
     assert check_no_group_in_both_splits(t).passed
     outcome = check_no_group_in_both_splits(t, column="user_id")  # user c: train by key, test as a null-key row
-    assert not outcome.passed and outcome.metadata["examples"] == "c"
-    leaking = pa.table({"split_key": ["user_id:a", "user_id:a"], "split": ["train", "test"]})
+    assert not outcome.passed and outcome.metadata["groups_in_both_splits"] == 1
+    assert outcome.metadata["examples"] == ""  # a raw user id never goes into metadata
+    outcome = check_no_group_in_both_splits(t, column="user_id", pseudonymize=lambda user: f"hash-of-{user}")
+    assert outcome.metadata["examples"] == "hash-of-c"
+    assert "c" not in outcome.description.split()
+    leaking = pa.table({"split_key": ["5f2a", "5f2a"], "split": ["train", "test"]})
     outcome = check_no_group_in_both_splits(iter(leaking.to_batches(max_chunksize=1)))
     assert not outcome.passed and outcome.metadata["groups_in_both_splits"] == 1
+    assert outcome.metadata["examples"] == "5f2a"  # split keys are salted hashes already
 
 
 def test_consent_lineage_needs_true_and_a_granting_source(tmp_path):
@@ -80,27 +86,13 @@ def test_histogram_bins_include_their_lower_edge_and_the_last_includes_one():
     assert "| [0.9, 1.0] | 2 |" in text and "| null | 1 |" in text
 
 
-def test_preview_truncates_and_escapes_cells():
-    t = pa.table(
-        {
-            "trace_id": ["t-1", "t-2", "t-3"],
-            "final_reward": [0.8123, None, 0.1],
-            "prompt": ["a | b\nnext line", "x" * 100, "short"],
-        }
-    )
-    text = preview_markdown(t, rows=2, max_chars=10)
-    lines = text.splitlines()
-    assert lines[0] == "| trace_id | final_reward | prompt |"
-    assert len(lines) == 4
-    assert lines[2] == "| t-1 | 0.812 | a \\| b nex… |"
-    assert lines[3] == "| t-2 |  | xxxxxxxxx… |"
-
-
 def test_summary_counts_labels_by_split_across_batches():
-    summary = RewardSummary(preview_rows=3)
+    summary = RewardSummary()
     for part in (
-        pa.table({"final_reward": [0.9, None], "label": ["preferred", None], "split": ["train", "test"], "trace_id": ["a", "b"]}),
-        pa.table({"final_reward": [0.1, 0.5], "label": ["non_preferred", "neutral"], "split": ["excluded", "train"], "trace_id": ["c", "d"]}),
+        pa.table({"final_reward": [0.9, None], "label": ["preferred", None], "split": ["train", "test"], "trace_id": ["a", "b"],
+                  "user_id": ["u-secret", "u-secret"], "prompt": ["PROMPT-TEXT", "p"], "response": ["RESPONSE-TEXT", "r"]}),
+        pa.table({"final_reward": [0.1, 0.5], "label": ["non_preferred", "neutral"], "split": ["excluded", "train"], "trace_id": ["c", "d"],
+                  "user_id": ["u-other", None], "prompt": ["p", "p"], "response": ["r", "r"]}),
     ):
         summary.add(part)
     meta = summary.as_metadata()
@@ -112,11 +104,15 @@ def test_summary_counts_labels_by_split_across_batches():
         "unlabeled": {"train": 0, "test": 1, "excluded": 0},
     }
     assert meta["reward_histogram"]["counts"][9] == 1 and meta["reward_histogram"]["null"] == 1
-    assert meta["preview_md"].count("\n") == 4  # header, rule, 3 rows
     assert "| unlabeled | 0 | 1 | 0 |" in meta["rows_by_label_and_split_md"]
+    # Dagster's event log cannot be erased (DESIGN §10): counts only, no row contents, no preview.
+    assert "preview_md" not in meta
+    text = json.dumps(meta)
+    for secret in ("u-secret", "u-other", "PROMPT-TEXT", "RESPONSE-TEXT"):
+        assert secret not in text
 
 
 def test_an_empty_summary_is_valid_metadata():
     meta = RewardSummary().as_metadata()
     assert meta["rows"] == 0 and sum(meta["reward_histogram"]["counts"]) == 0
-    assert meta["preview_md"].startswith("| trace_id |")
+    assert set(meta) == {"rows", "rows_by_label_and_split", "reward_histogram", "rows_by_label_and_split_md", "reward_histogram_md"}

@@ -15,6 +15,7 @@ from materializer_assets.lib.dataset.splits import (
     SplitPlanner,
     assign_splits,
     group_split,
+    hashed_split_key,
     plan_splits,
 )
 from materializer_assets.lib.dataset.text import iter_row_texts, normalize_near
@@ -91,7 +92,7 @@ def test_all_rows_of_a_user_share_the_users_split():
     out, stats = assign_splits(table(rows), SplitConfig(test_fraction=0.3, near_duplicates=None))
     for row in out.to_pylist():
         assert row["split"] == group_split(f"user_id:{row['user_id']}", SplitConfig(test_fraction=0.3))
-        assert row["split_key"] == f"user_id:{row['user_id']}"
+        assert row["split_key"] == hashed_split_key(f"user_id:{row['user_id']}", SplitConfig().salt)
     assert check_no_group_in_both_splits(out).passed
     assert stats.train + stats.test == 120 and stats.groups_train + stats.groups_test == 40
 
@@ -99,10 +100,10 @@ def test_all_rows_of_a_user_share_the_users_split():
 def test_rows_without_a_user_fall_back_to_their_trace_id():
     rows = [trace("t-null", user=None, prompt=QUESTIONS[0]), trace("t-blank", user="   ", prompt=QUESTIONS[1])]
     out, stats = assign_splits(table(rows))
-    assert out.column("split_key").to_pylist() == ["trace_id:t-null", "trace_id:t-blank"]
+    keys = ["trace_id:t-null", "trace_id:t-blank"]
+    assert out.column("split_key").to_pylist() == [hashed_split_key(key, SplitConfig().salt) for key in keys]
     assert stats.fallback_rows == 2
-    for row in out.to_pylist():
-        assert row["split"] == group_split(row["split_key"], SplitConfig())
+    assert out.column("split").to_pylist() == [group_split(key, SplitConfig()) for key in keys]
 
 
 def test_grouping_by_session():
@@ -115,7 +116,7 @@ def test_grouping_by_session():
         by_key.setdefault(row["split_key"], set()).add(row["split"])
     assert all(len(splits) == 1 for splits in by_key.values())
     assert set(out.column("split").to_pylist()) == {"train", "test"}  # one user's sessions land in both
-    assert "trace_id:t-nosession" in by_key
+    assert hashed_split_key("trace_id:t-nosession", config.salt) in by_key
     assert not check_no_group_in_both_splits(out, column="user_id").passed  # by design under session grouping
 
 
@@ -300,7 +301,37 @@ def test_the_planner_reads_only_ids_and_prompt_texts():
     full = table([trace("a", session="s1"), trace("b", session="s2")])
     planner.add(full.select(planner.columns))
     plan = planner.finish()
-    assert plan.assign(full)["split_key"].to_pylist() == ["session_id:s1", "session_id:s2"]
+    assert plan.assign(full)["split_key"].to_pylist() == [
+        hashed_split_key("session_id:s1", SplitConfig().salt),
+        hashed_split_key("session_id:s2", SplitConfig().salt),
+    ]
+
+
+def test_the_split_key_is_a_salted_hash_stable_across_runs_and_the_split_does_not_depend_on_it():
+    import hashlib
+    import hmac
+
+    rows = [trace(f"t-{u}-{k}", user=f"u-{u:04d}", prompt=f"{QUESTIONS[k]} (user {u})") for u in range(12) for k in range(2)]
+    config = SplitConfig(test_fraction=0.5, near_duplicates=None)
+    first, _ = assign_splits(table(rows), config, key_salt=b"erasure-salt")
+    again, _ = assign_splits(table(list(reversed(rows))), config, key_salt=b"erasure-salt")
+    other, _ = assign_splits(table(rows), config, key_salt="another-salt")
+    by_trace = lambda t: {r["trace_id"]: (r["split"], r["split_key"]) for r in t.to_pylist()}  # noqa: E731
+    assert by_trace(first) == by_trace(again)  # stable across runs and row orders
+    for row in first.to_pylist():
+        expected = hmac.new(b"erasure-salt", f"user_id:{row['user_id']}".encode(), hashlib.sha256).hexdigest()
+        assert row["split_key"] == expected and len(expected) == 64
+        assert row["user_id"] not in row["split_key"]
+    # Another key salt: other keys, the same splits (the split hash uses the public split salt).
+    assert {t: split for t, (split, _) in by_trace(other).items()} == {t: split for t, (split, _) in by_trace(first).items()}
+    assert not {key for _, key in by_trace(other).values()} & {key for _, key in by_trace(first).values()}
+    # One key per user: a user's rows share it, so the group check still works on the hashes.
+    users_per_key = {}
+    for row in first.to_pylist():
+        users_per_key.setdefault(row["split_key"], set()).add(row["user_id"])
+    assert len(users_per_key) == 12 and all(len(users) == 1 for users in users_per_key.values())
+    assert check_no_group_in_both_splits(first).passed
+    assert set(first.column("split").to_pylist()) == {"train", "test"}
 
 
 def test_row_texts_split_system_dialogue_and_response():

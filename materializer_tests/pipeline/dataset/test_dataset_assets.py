@@ -8,12 +8,16 @@ read-only tests; re-run and write-back tests make their own.
 """
 
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 
+from materializer_assets.lib.dataset import hashed_split_key
+from materializer_assets.lib.erasure import ErasureLedger
+from materializer_assets.lib.storage import resolve
 from materializer_assets.pipeline import dataset, ingest, lakehouse, scoring
 from materializer_assets.pipeline.dataset import RewardDatasetResource, reward_settings_from_env
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
@@ -185,19 +189,24 @@ def test_splits_never_share_a_user_and_exact_duplicates_are_excluded(run):
             users[row["split"]].add(row["user_id"])
     assert users["train"] and users["test"]
     assert not users["train"] & users["test"]
+    # split_key is the group key hashed with the erasure salt (the warehouse's _erasure/salt here), never the raw id.
+    salt = ErasureLedger(resolve(warehouse), salt=os.environ.get("MATERIALIZER_ERASURE_SALT") or None).salt
+    for row in rows:
+        assert row["split_key"] == hashed_split_key(f"user_id:{row['user_id']}", salt)
+        assert row["user_id"] not in row["split_key"]
     duplicates = [r for r in rows if r["excluded_reason"] == "duplicate"]
     assert len(duplicates) == 1 and duplicates[0]["trace_id"] in {"t-own-00", "t-own-00-dup"}
 
 
-def test_reward_metadata_shows_labels_per_split_a_histogram_and_a_preview(run):
+def test_reward_metadata_shows_labels_per_split_and_a_histogram_but_no_rows(run):
     result, _, _ = run
     metadata = materialization_metadata(result, "reward_dataset")
     assert metadata["rows"] == len(CONSENTED)
     counts = metadata["rows_by_label_and_split"]
     assert sum(n for by_split in counts.values() for n in by_split.values()) == len(CONSENTED)
     assert sum(metadata["reward_histogram"]["counts"]) + metadata["reward_histogram"]["null"] == len(CONSENTED)
-    assert metadata["preview_md"].startswith("| trace_id")
     assert "| final_reward |" in metadata["reward_histogram_md"]
+    assert "preview_md" not in metadata  # no prompts or responses in the (unerasable) event log
 
 
 @pytest.mark.parametrize("name", sorted(EXPORT_COLUMNS))
@@ -236,6 +245,7 @@ def test_rerunning_the_cell_replaces_rows_instead_of_duplicating_them(tmp_path, 
     instance = dg.DagsterInstance.ephemeral()
     first = _materialize(_resources(source, warehouse, openai_server), instance)
     assert first.success
+    first_rows = _iceberg_rows(warehouse)
     before = {name: len(_lake_rows(warehouse, f"exports/{name}")) for name in EXPORT_COLUMNS}
     second = _materialize(_resources(source, warehouse, openai_server), instance)
     assert second.success
@@ -243,9 +253,10 @@ def test_rerunning_the_cell_replaces_rows_instead_of_duplicating_them(tmp_path, 
     assert sorted(r["trace_id"] for r in rows) == CONSENTED
     assert sorted(r["trace_id"] for r in _lake_rows(warehouse, "reward-dataset")) == CONSENTED
     assert {name: len(_lake_rows(warehouse, f"exports/{name}")) for name in EXPORT_COLUMNS} == before
-    # Same data, same settings: the same splits (stable hash of the group key).
-    splits = lambda result_rows: {r["trace_id"]: r["split"] for r in result_rows}  # noqa: E731
+    # Same data, same settings: the same splits and split keys (stable salted hashes of the group key).
+    splits = lambda result_rows: {r["trace_id"]: (r["split"], r["split_key"]) for r in result_rows}  # noqa: E731
     assert splits(rows) == splits(_lake_rows(warehouse, "reward-dataset"))
+    assert splits(rows) == splits(first_rows)
 
 
 def test_settings_come_from_the_environment_and_bad_values_are_named():
