@@ -64,8 +64,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .consent import ConsentRegistry, _parse_time
+from .consent import ConsentPolicy, ConsentRegistry, _parse_time, granted_mask
 from .lake import MANIFEST_NAME, STAGING_DIR, CellAddress, CellNotMaterialized, ParquetLake
+from .stages import CONSENT_SUBPATHS, split_by_consent
 from .storage import Location, S3Options, resolve
 
 ERASURE_DIR = "_erasure"
@@ -92,6 +93,10 @@ class ErasureIncompleteError(ErasureError):
     """Rows of erased users are still present after the run; the ledger is not updated."""
 
 
+class ErasureVerificationError(ErasureIncompleteError):
+    """A file erasure must check cannot be read: the run fails, nothing is recorded as done."""
+
+
 # --------------------------------------------------------------------- requests
 
 
@@ -103,15 +108,20 @@ class ErasureRequest:
 
 
 def requests_from_registry(registry: ConsentRegistry | None) -> list[ErasureRequest]:
-    """Users whose newest registry decision is an explicit ``granted = false``."""
+    """Users whose newest registry row refuses (an unreadable or undated refusal counts as newest)."""
     if registry is None:
         return []
-    entries = registry.items()
     return [
         ErasureRequest(user_id, entry.updated_at, REASON_CONSENT_REVOKED)
-        for user_id, entry in sorted(entries)
-        if entry.granted is False
+        for user_id, entry in registry.forgotten_users().items()
     ]
+
+
+def consent_policy(
+    registry: ConsentRegistry | None, erasure_list: Iterable[ErasureRequest], ledger: "ErasureLedger"
+) -> ConsentPolicy:
+    """The policy every stage applies: the registry, the erasure list, and what the ledger already erased."""
+    return ConsentPolicy(registry, (request.user_id for request in erasure_list), ledger.erased_until)
 
 
 def load_erasure_list(location: str, s3_options: S3Options | None = None) -> list[ErasureRequest]:
@@ -257,41 +267,39 @@ class ErasureLedger:
     def is_forgotten(self, user_id: str | None) -> bool:
         return user_id is not None and self.user_hash(user_id) in self.state["users"]
 
-    def forgotten_mask(self, batch: pa.RecordBatch | pa.Table, registry: ConsentRegistry | None = None) -> pa.Array:
-        """True for rows of users this ledger erased, so ingestion never brings them back.
+    def erased_until(self, user_id: str) -> datetime | None:
+        """When an erasure removed ``user_id`` (None: never): their rows up to then never come back,
+        even once they consent again (see :class:`~.consent.ConsentPolicy`)."""
+        erased = self.state["users"].get(self.user_hash(user_id)) if self.state["users"] else None
+        if erased is None:
+            return None
+        return _parse_time(erased.get("erased_at")) or datetime.max.replace(tzinfo=timezone.utc)
 
-        A user who grants consent again *after* the erasure (a newer registry row
-        with granted = true) is not filtered any more.
-        """
-        users = self.state["users"]
-        if not users or USER_COLUMN not in batch.schema.names:
-            return pa.array([False] * batch.num_rows, pa.bool_())
-        decisions: dict[str, bool] = {}
-        mask = []
-        for user_id in batch.column(USER_COLUMN).to_pylist():
-            if user_id is None:
-                mask.append(False)
-                continue
-            if user_id not in decisions:
-                erased = users.get(self.user_hash(user_id))
-                forgotten = erased is not None
-                entry = registry.get(user_id) if (forgotten and registry is not None) else None
-                if entry is not None and entry.granted is True and entry.updated_at is not None:
-                    erased_request = _parse_time(erased.get("requested_at")) or _parse_time(erased.get("erased_at"))
-                    forgotten = erased_request is not None and entry.updated_at <= erased_request
-                decisions[user_id] = forgotten
-            mask.append(decisions[user_id])
-        return pa.array(mask, pa.bool_())
+    def registry_changes(self, registry: ConsentRegistry | None) -> dict[str, list[str]]:
+        """Hashes of the users whose registry history was added, changed or removed since
+        the last complete run (what the audit record says changed)."""
+        before = self.state.get("registry", {})
+        now = self.registry_digests(registry)
+        return {
+            "added": sorted(set(now) - set(before)),
+            "changed": sorted(h for h in set(now) & set(before) if now[h] != before[h]),
+            "removed": sorted(set(before) - set(now)),
+        }
 
-    def drop_forgotten(
-        self, batch: pa.RecordBatch, registry: ConsentRegistry | None = None
-    ) -> tuple[pa.RecordBatch, int]:
-        """``batch`` without the rows of forgotten users, and how many were dropped."""
-        mask = self.forgotten_mask(batch, registry)
-        dropped = pc.sum(mask).as_py() or 0
-        return (batch.filter(pc.invert(mask)) if dropped else batch), dropped
+    def registry_digests(self, registry: ConsentRegistry | None) -> dict[str, str]:
+        if registry is None:
+            return {}
+        return {self.user_hash(user_id): registry.user_digest(user_id) for user_id in registry.user_ids()}
 
-    def record(self, requests: Iterable[ErasureRequest], erased_at: datetime, audit_id: str) -> None:
+    def record(
+        self,
+        requests: Iterable[ErasureRequest],
+        erased_at: datetime,
+        audit_id: str,
+        registry: ConsentRegistry | None = None,
+    ) -> None:
+        """Remember the erased users and (hashed) the registry this run reconciled."""
+        self.state["registry"] = self.registry_digests(registry)
         users = self.state["users"]
         for request in requests:
             users[self.user_hash(request.user_id)] = {
@@ -321,11 +329,65 @@ class ErasureLedger:
 
 @dataclass(frozen=True)
 class ErasureTargets:
+    """What a run removes.
+
+    ``user_ids``: forgotten users, every row of theirs goes. ``revoked``:
+    ``(user_id, trace_id)`` of rows that are no longer granted although their
+    user is kept (a withdrawal after a re-grant, a grant removed or turned
+    unreadable): they leave every consented output (raw files them under
+    ``consent=false|unknown``). ``trace_ids``: every trace of either, for
+    outputs keyed only by trace.
+    """
+
     user_ids: frozenset[str]
     trace_ids: frozenset[str] = frozenset()
+    revoked: frozenset[tuple[str, str]] = frozenset()
 
     def values_for(self, column: str) -> frozenset[str]:
         return self.user_ids if column == USER_COLUMN else self.trace_ids
+
+    @property
+    def empty(self) -> bool:
+        return not (self.user_ids or self.trace_ids or self.revoked)
+
+    def columns_for(self, names: Sequence[str]) -> list[str]:
+        """The columns :meth:`mask` reads from rows with these column names."""
+        if USER_COLUMN in names:
+            return [USER_COLUMN, TRACE_COLUMN] if (self.revoked and TRACE_COLUMN in names) else [USER_COLUMN]
+        return [TRACE_COLUMN] if TRACE_COLUMN in names else []
+
+    def mask(self, rows: pa.RecordBatch | pa.Table) -> pa.Array:
+        """True for targeted rows: by user (and revoked (user, trace) pairs) where rows have
+        ``user_id``, else by ``trace_id``; all False for rows with neither."""
+        names = rows.schema.names
+        if USER_COLUMN in names:
+            users = rows.column(USER_COLUMN)
+            mask = _match_mask(users, pa.array(sorted(self.user_ids), pa.string()))
+            if self.revoked and TRACE_COLUMN in names:
+                pairs = pc.binary_join_element_wise(users, rows.column(TRACE_COLUMN), "\x00")
+                wanted = pa.array(sorted(f"{u}\x00{t}" for u, t in self.revoked), pa.string())
+                mask = pc.or_(mask, _match_mask(pairs, wanted))
+            return mask
+        if TRACE_COLUMN in names:
+            return _match_mask(rows.column(TRACE_COLUMN), pa.array(sorted(self.trace_ids), pa.string()))
+        return pa.array([False] * rows.num_rows, pa.bool_())
+
+    def iceberg_filter(self, names: Sequence[str]):
+        """The same rows as :meth:`mask`, as one pyiceberg expression (None: nothing to delete)."""
+        from pyiceberg.expressions import AlwaysFalse, And, In, Or
+
+        expression = AlwaysFalse()
+        if USER_COLUMN in names:
+            if self.user_ids:
+                expression = Or(expression, In(USER_COLUMN, sorted(self.user_ids)))
+            if self.revoked and TRACE_COLUMN in names:
+                users = sorted({u for u, _ in self.revoked})
+                traces = sorted({t for _, t in self.revoked})
+                # A superset of the pairs only where two revoked users share a trace id: never fewer rows.
+                expression = Or(expression, And(In(USER_COLUMN, users), In(TRACE_COLUMN, traces)))
+        elif TRACE_COLUMN in names and self.trace_ids:
+            expression = In(TRACE_COLUMN, sorted(self.trace_ids))
+        return None if isinstance(expression, AlwaysFalse) else expression
 
 
 @dataclass
@@ -334,18 +396,23 @@ class OutputErasure:
     kind: str
     key_column: str | None
     rows_removed_by_cell: dict[str, int] = field(default_factory=dict)
+    # raw only: rows of kept users filed again under consent=false|unknown
+    rows_refiled_by_cell: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_removed(self) -> int:
         return sum(self.rows_removed_by_cell.values())
 
     def as_dict(self) -> dict:
-        return {
+        result = {
             "kind": self.kind,
             "key_column": self.key_column,
             "rows_removed": self.rows_removed,
             "rows_removed_by_cell": dict(sorted(self.rows_removed_by_cell.items())),
         }
+        if self.rows_refiled_by_cell:
+            result["rows_refiled_by_cell"] = dict(sorted(self.rows_refiled_by_cell.items()))
+        return result
 
 
 class ErasableOutput(ABC):
@@ -356,6 +423,11 @@ class ErasableOutput(ABC):
 
     def trace_ids_of(self, user_ids: frozenset[str]) -> set[str]:
         """Trace ids this output holds for ``user_ids`` (for outputs keyed only by trace)."""
+        return set()
+
+    def revoked_rows(self, policy: ConsentPolicy) -> set[tuple[str, str]]:
+        """``(user_id, trace_id)`` of rows this output holds as granted that ``policy`` no
+        longer grants (outputs that record consent; others return nothing)."""
         return set()
 
     @abstractmethod
@@ -383,33 +455,82 @@ def _match_mask(column: pa.ChunkedArray | pa.Array, values: pa.Array) -> pa.Arra
     return pc.fill_null(pc.is_in(column, value_set=values), False)
 
 
-def _count_matches_in_files(paths: Iterable[str], filesystem: pafs.FileSystem, targets: ErasureTargets) -> int:
+def _count_matches_in_files(
+    paths: Iterable[str],
+    filesystem: pafs.FileSystem,
+    targets: ErasureTargets,
+    targets_for: Callable[[str], ErasureTargets] | None = None,
+) -> int:
+    """Targeted rows in every Parquet file of ``paths`` (``targets_for(path)`` may narrow the
+    targets per file). Fails closed: a Parquet file that cannot be read raises
+    :class:`ErasureVerificationError`, it is never skipped."""
     found = 0
     for path in paths:
+        if not path.endswith(".parquet"):
+            continue  # Iceberg metadata and manifests: kept free of ids by their metrics settings
+        file_targets = targets_for(path) if targets_for is not None else targets
         try:
             schema = pq.read_schema(path, filesystem=filesystem)
-        except (OSError, pa.ArrowInvalid):
-            continue  # not Parquet (manifests, metadata)
-        # The same key erase() uses: user_id where there is one (trace ids are only unique per source).
-        column = _key_column(schema)
-        values = targets.values_for(column) if column else frozenset()
-        if not values:
-            continue
-        table = pq.read_table(path, columns=[column], filesystem=filesystem)
-        found += pc.sum(_match_mask(table.column(column), pa.array(sorted(values), pa.string()))).as_py() or 0
+            # The same rows erase() removes: by user_id where there is one (trace ids are only unique per source).
+            columns = file_targets.columns_for(schema.names)
+            if not columns:
+                continue
+            table = pq.read_table(path, columns=columns, filesystem=filesystem)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ErasureVerificationError(f"cannot verify {path}: {exc}") from exc
+        found += pc.sum(file_targets.mask(table)).as_py() or 0
     return found
 
 
+REVOCATION_COLUMNS = (USER_COLUMN, TRACE_COLUMN, "timestamp", "consent", "consent_source")
+
+
+def _revoked_in(batch: pa.RecordBatch, policy: ConsentPolicy) -> set[tuple[str, str]]:
+    """Granted rows of ``batch`` that ``policy`` forgets or no longer grants."""
+    batch = batch.filter(granted_mask(batch))
+    if batch.num_rows == 0:
+        return set()
+    forgotten = policy.forgotten_mask(batch)
+    decided, _ = ConsentPolicy(policy.registry).apply(batch)  # same rows, consent decided again
+    lost = pc.or_(forgotten, pc.invert(granted_mask(decided)))
+    lost_rows = batch.filter(lost)
+    return {
+        (user, trace)
+        for user, trace in zip(lost_rows.column(USER_COLUMN).to_pylist(), lost_rows.column(TRACE_COLUMN).to_pylist())
+        if user is not None and trace is not None
+    }
+
+
 class LakeDatasetOutput(ErasableOutput):
-    """A dataset of the Parquet lake (``<warehouse>/<dataset>/date=D/model=M/…``)."""
+    """A dataset of the Parquet lake (``<warehouse>/<dataset>/date=D/model=M/…``).
+
+    With ``refile`` (raw_traces, whose cells keep every consent state), a kept
+    user's revoked rows are not removed but filed again under
+    ``consent=false|unknown``: the cell is rewritten with ``refile``'s decisions.
+    """
 
     kind = "parquet_lake"
 
-    def __init__(self, lake: ParquetLake, dataset: str, stale_after: timedelta = timedelta(hours=1)) -> None:
+    def __init__(
+        self,
+        lake: ParquetLake,
+        dataset: str,
+        stale_after: timedelta = timedelta(hours=1),
+        refile: ConsentPolicy | None = None,
+    ) -> None:
         self.lake = lake
         self.dataset = dataset
         self.name = f"lake:{dataset}"
         self.stale_after = stale_after
+        self.refile = refile
+
+    def _targets_for(self, targets: ErasureTargets) -> Callable[[str], ErasureTargets]:
+        """In a refiled dataset, revoked rows are targets only in ``consent=true`` files."""
+        if self.refile is None:
+            return lambda path: targets
+        users_only = ErasureTargets(targets.user_ids)
+        granted_folder = f"/{CONSENT_SUBPATHS[0]}/"
+        return lambda path: targets if granted_folder in path else users_only
 
     @property
     def base(self) -> str:
@@ -438,55 +559,81 @@ class LakeDatasetOutput(ErasableOutput):
         found: set[str] = set()
         values = pa.array(sorted(user_ids), pa.string())
         for path in self._all_parquet_files():
-            schema = pq.read_schema(path, filesystem=self.lake.filesystem)
-            if USER_COLUMN not in schema.names or TRACE_COLUMN not in schema.names:
-                continue
-            table = pq.read_table(path, columns=[USER_COLUMN, TRACE_COLUMN], filesystem=self.lake.filesystem)
+            try:
+                schema = pq.read_schema(path, filesystem=self.lake.filesystem)
+                if USER_COLUMN not in schema.names or TRACE_COLUMN not in schema.names:
+                    continue
+                table = pq.read_table(path, columns=[USER_COLUMN, TRACE_COLUMN], filesystem=self.lake.filesystem)
+            except (OSError, pa.ArrowInvalid) as exc:  # a trace missed here would stay in trace-keyed outputs
+                raise ErasureVerificationError(f"cannot read {path}: {exc}") from exc
             found.update(table.filter(_match_mask(table.column(USER_COLUMN), values)).column(TRACE_COLUMN).to_pylist())
         return {t for t in found if t is not None}
+
+    def revoked_rows(self, policy: ConsentPolicy) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for address in self.cells():
+            cell = self.lake.cell_path(address)
+            for relative in self._published(address):
+                path = posixpath.join(cell, relative)
+                if not set(REVOCATION_COLUMNS) <= set(pq.read_schema(path, filesystem=self.lake.filesystem).names):
+                    return set()  # this dataset does not record consent
+                table = pq.read_table(path, columns=list(REVOCATION_COLUMNS), filesystem=self.lake.filesystem)
+                for batch in table.to_batches():
+                    found |= _revoked_in(batch, policy)
+        return found
 
     def erase(self, targets: ErasureTargets) -> OutputErasure:
         result = OutputErasure(self.name, self.kind, None)
         for address in self.cells():
-            removed, key = self._erase_cell(address, targets)
+            removed, refiled, key = self._erase_cell(address, targets)
             if key:
                 result.key_column = result.key_column or key
             if removed:
                 result.rows_removed_by_cell[f"{address.date}|{address.model_slug}"] = removed
+            if refiled:
+                result.rows_refiled_by_cell[f"{address.date}|{address.model_slug}"] = refiled
         return result
 
-    def _erase_cell(self, address: CellAddress, targets: ErasureTargets) -> tuple[int, str | None]:
+    def _erase_cell(self, address: CellAddress, targets: ErasureTargets) -> tuple[int, int, str | None]:
+        """(rows removed, rows refiled, key column) of one cell, rewritten only if it holds targets."""
         relative = self._published(address)
         if not relative:
-            return 0, None
+            return 0, 0, None
         cell = self.lake.cell_path(address)
         fs = self.lake.filesystem
         paths = [posixpath.join(cell, r) for r in relative]
         schema = pq.read_schema(paths[0], filesystem=fs)
         key = _key_column(schema)
-        values = targets.values_for(key) if key else frozenset()
-        if not key or not values:
-            return 0, key
-        value_array = pa.array(sorted(values), pa.string())
-        removed = 0
-        for path in paths:
-            column = pq.read_table(path, columns=[key], filesystem=fs).column(key)
-            removed += pc.sum(_match_mask(column, value_array)).as_py() or 0
-        if not removed:
-            return 0, key
+        if key is None or targets.empty:
+            return 0, 0, key
+        matched = _count_matches_in_files(paths, fs, targets, self._targets_for(targets))
+        if not matched:
+            return 0, 0, key
+        counts = Counter()
         current = {"subpath": ""}
 
         def kept_batches() -> Iterator[pa.RecordBatch]:
             for rel, path in zip(relative, paths):
                 current["subpath"] = posixpath.dirname(rel)
+                # Refiling: only forgotten users' rows go; the policy files revoked rows under consent=false|unknown.
+                file_targets = ErasureTargets(targets.user_ids) if self.refile is not None else targets
                 for batch in ds.dataset(path, format="parquet", filesystem=fs).to_batches(batch_size=32_768):
-                    batch = batch.filter(pc.invert(_match_mask(batch.column(key), value_array)))
+                    targeted = file_targets.mask(batch)
+                    counts["removed"] += pc.sum(targeted).as_py() or 0
+                    batch = batch.filter(pc.invert(targeted))
+                    if self.refile is not None:
+                        granted = pc.sum(granted_mask(batch)).as_py() or 0
+                        batch, forgotten = self.refile.apply(batch)
+                        counts["removed"] += forgotten
+                        counts["refiled"] += max(granted - forgotten - (pc.sum(granted_mask(batch)).as_py() or 0), 0)
                     if batch.num_rows:
                         yield batch
 
-        # write_cell calls split right after taking each batch, so the subpath is the batch's file's.
-        self.lake.write_cell(address, kept_batches(), schema, split=lambda batch: {current["subpath"]: batch})
-        return removed, key
+        # A refiled cell is split by the decisions made again; any other keeps each file's folder
+        # (write_cell calls split right after taking each batch, so the subpath is the batch's file's).
+        split = split_by_consent if self.refile is not None else (lambda batch: {current["subpath"]: batch})
+        self.lake.write_cell(address, kept_batches(), schema, split=split)
+        return counts["removed"], counts["refiled"], key
 
     def _all_parquet_files(self) -> list[str]:
         selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
@@ -524,7 +671,7 @@ class LakeDatasetOutput(ErasableOutput):
         staging = posixpath.join(self.lake.root.path, STAGING_DIR)
         selector = pafs.FileSelector(staging, recursive=True, allow_not_found=True)
         files += [i.path for i in self.lake.filesystem.get_file_info(selector) if i.path.endswith(".parquet")]
-        return _count_matches_in_files(files, self.lake.filesystem, targets)
+        return _count_matches_in_files(files, self.lake.filesystem, targets, self._targets_for(targets))
 
 
 class IcebergTableOutput(ErasableOutput):
@@ -573,16 +720,41 @@ class IcebergTableOutput(ErasableOutput):
             found.update(batch.column(TRACE_COLUMN).to_pylist())
         return {t for t in found if t is not None}
 
+    def revoked_rows(self, policy: ConsentPolicy) -> set[tuple[str, str]]:
+        from pyiceberg.expressions import EqualTo
+
+        table = self.table()
+        if table is None or table.current_snapshot() is None:
+            return set()
+        if not set(REVOCATION_COLUMNS) <= set(table.schema().column_names):
+            return set()
+        scan = table.scan(row_filter=EqualTo("consent", True), selected_fields=REVOCATION_COLUMNS)
+        found: set[tuple[str, str]] = set()
+        for batch in scan.to_arrow_batch_reader():
+            found |= _revoked_in(batch, policy)
+        return found
+
     def erase(self, targets: ErasureTargets) -> OutputErasure:
-        from .iceberg import delete_rows
+        from .iceberg import _commit_attempts
 
         key = self._key()
         result = OutputErasure(self.name, self.kind, key)
-        if key is None or not targets.values_for(key):
+        table = self.table()
+        predicate = targets.iceberg_filter(table.schema().column_names) if key is not None else None
+        if predicate is None or table.current_snapshot() is None:
             return result
-        result.rows_removed_by_cell = delete_rows(
-            self.table(), key, targets.values_for(key), {"materializer.operation": "gdpr-erasure"}
-        )
+        counts: Counter = Counter()
+        for batch in table.scan(row_filter=predicate, selected_fields=("date", "model_slug")).to_arrow_batch_reader():
+            for day, slug in zip(batch.column("date").to_pylist(), batch.column("model_slug").to_pylist()):
+                counts[f"{day}|{slug}"] += 1
+        if not counts:
+            return result
+        # One copy-on-write delete for the whole run (DESIGN §5).
+        for attempt in _commit_attempts():
+            with attempt:
+                table.refresh()
+                table.delete(predicate, snapshot_properties={"materializer.operation": "gdpr-erasure"})
+        result.rows_removed_by_cell = dict(counts)
         return result
 
     def purge(self) -> dict:
@@ -650,10 +822,11 @@ class ErasureReport:
     outputs: dict[str, OutputErasure] = field(default_factory=dict)
     purge: dict[str, dict] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    revoked_rows: int = 0  # rows of kept users no longer granted
 
     @property
     def noop(self) -> bool:
-        return self.users == 0
+        return self.users == 0 and self.revoked_rows == 0
 
     @property
     def rows_removed(self) -> int:
@@ -662,6 +835,7 @@ class ErasureReport:
     def as_metadata(self) -> dict:
         return {
             "users_erased": self.users,
+            "rows_revoked": self.revoked_rows,
             "rows_removed": self.rows_removed,
             "rows_removed_by_output": {name: o.rows_removed for name, o in sorted(self.outputs.items())},
             "reasons": dict(sorted(self.reasons.items())),
@@ -675,46 +849,67 @@ def run_erasure(
     ledger: ErasureLedger,
     run_id: str = "",
     now: datetime | None = None,
+    policy: ConsentPolicy | None = None,
 ) -> ErasureReport:
-    """Erase every pending request from every output, verify, audit, remember. See the module doc."""
+    """Reconcile every output with the consent decisions of now. See the module doc.
+
+    Pending requests (forgotten users) lose every row; with ``policy``, rows any
+    output still holds as granted that the policy no longer grants (a withdrawal
+    after a re-grant, a grant removed or turned unreadable) leave every consented
+    output, and raw files them under ``consent=false|unknown``.
+    """
     pending = ledger.pending(merge_requests(requests))
-    if not pending:
+    user_ids = frozenset(r.user_id for r in pending)
+    revoked: set[tuple[str, str]] = set()
+    if policy is not None:
+        for output in outputs:
+            revoked |= output.revoked_rows(policy)
+    revoked = {(user, trace) for user, trace in revoked if user not in user_ids}
+    changes = ledger.registry_changes(policy.registry) if policy is not None else {}
+    if not pending and not revoked:
+        if policy is not None and any(changes.values()):
+            ledger.record([], now or datetime.now(timezone.utc), "", policy.registry)  # nothing to remove
         return ErasureReport(None, None, 0)
     now = now or datetime.now(timezone.utc)
-    user_ids = frozenset(r.user_id for r in pending)
-    trace_ids: set[str] = set()
+    trace_ids: set[str] = {trace for _, trace in revoked}
     for output in outputs:
         trace_ids |= output.trace_ids_of(user_ids)
-    targets = ErasureTargets(user_ids, frozenset(trace_ids))
+    targets = ErasureTargets(user_ids, frozenset(trace_ids), frozenset(revoked))
 
     results = {output.name: output.erase(targets) for output in outputs}
     purges = {output.name: output.purge() for output in outputs}
-    remaining = {output.name: output.remaining(targets) for output in outputs}
-
     audit_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    complete = not any(remaining.values())
     record = {
         "audit_id": audit_id,
         "run_at": now.isoformat(),
         "run_id": run_id,
-        "status": "complete" if complete else "incomplete",
         "salt_id": hashlib.sha256(ledger.salt).hexdigest()[:8],
+        "registry_changes": changes,
         "users": [
             {"user_hash": ledger.user_hash(r.user_id), "reason": r.reason, "requested_at": _iso(r.requested_at)}
             for r in sorted(pending, key=lambda r: ledger.user_hash(r.user_id))
         ],
+        "revoked_rows": len(revoked),
+        "revoked_users": sorted({ledger.user_hash(user) for user, _ in revoked}),
         "trace_ids_found": len(trace_ids),
         "outputs": {name: result.as_dict() for name, result in sorted(results.items())},
         "purge": purges,
-        "rows_remaining_after": remaining,
     }
+    try:
+        remaining = {output.name: output.remaining(targets) for output in outputs}
+    except ErasureVerificationError as exc:
+        record.update(status="unverified", verification_error=str(exc).split(":")[0])
+        audit_uri = ledger.write_audit(record)
+        raise ErasureVerificationError(f"{exc} (audit {audit_uri}); nothing recorded, the next run retries") from exc
+    complete = not any(remaining.values())
+    record.update(status="complete" if complete else "incomplete", rows_remaining_after=remaining)
     audit_uri = ledger.write_audit(record)
     if not complete:
         raise ErasureIncompleteError(
             f"rows of erased users remain after the run in {[n for n, c in remaining.items() if c]} "
             f"(audit {audit_uri}); nothing recorded, the next run retries"
         )
-    ledger.record(pending, now, audit_id)
+    ledger.record(pending, now, audit_id, policy.registry if policy is not None else None)
     return ErasureReport(
         audit_id,
         audit_uri,
@@ -722,4 +917,5 @@ def run_erasure(
         results,
         purges,
         dict(Counter(r.reason for r in pending)),
+        revoked_rows=len(revoked),
     )

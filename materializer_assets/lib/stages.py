@@ -1,7 +1,8 @@
 """The two ingest stages as pure stream transforms.
 
-``raw_stage``: the reader's normalized rows with the consent registry applied
-(every consent state kept), split by consent into ``consent=true|false|unknown``.
+``raw_stage``: the reader's normalized rows without forgotten users, consent
+decided by :class:`~.consent.ConsentPolicy` (every other consent state kept),
+split by consent into ``consent=true|false|unknown``.
 
 ``consented_stage``: raw rows → only rows whose consent is explicitly granted,
 with a non-empty response, deduplicated on (trace_id, observation_id) and
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .consent import ConsentRegistry, apply_registry, consent_state, granted_mask
+from .consent import ConsentPolicy, consent_state, granted_mask
 from .lake import iter_batches, read_ahead
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 DROP_EMPTY_RESPONSE = "empty_response"
 DROP_DUPLICATE = "duplicate_id"
+DROP_FORGOTTEN = "forgotten_user"
 CONSENT_SUBPATHS = ("consent=true", "consent=false", "consent=unknown")
 
 
@@ -46,10 +48,12 @@ class RawStats:
     rows: int = 0
     by_consent: Counter = field(default_factory=Counter)
     by_consent_source: Counter = field(default_factory=Counter)
+    forgotten: int = 0  # rows of forgotten users, dropped before anything is written
 
     def as_metadata(self) -> dict:
         return {
             "rows": self.rows,
+            "rows_dropped_forgotten_users": self.forgotten,
             "rows_by_consent": {state: self.by_consent.get(state, 0) for state in ("true", "false", "unknown")},
             "rows_by_consent_source": dict(sorted(self.by_consent_source.items())),
         }
@@ -75,7 +79,9 @@ class ConsentedStats:
             "rows_consented": self.consented,
             "rows_refused": self.refused,
             "rows_unknown_consent": self.unknown,
-            "rows_dropped": {reason: self.dropped.get(reason, 0) for reason in (DROP_EMPTY_RESPONSE, DROP_DUPLICATE)},
+            "rows_dropped": {
+                reason: self.dropped.get(reason, 0) for reason in (DROP_EMPTY_RESPONSE, DROP_DUPLICATE, DROP_FORGOTTEN)
+            },
             "redactions": dict(sorted(self.redactions.items())),
             "raw_rows_read_whole": self.rows_in if self.rows_read_whole is None else self.rows_read_whole,
             "raw_rows_only_counted": 0 if self.rows_read_whole is None else self.rows_in - self.rows_read_whole,
@@ -92,11 +98,11 @@ def _value_counts(array: pa.Array) -> dict:
     return {item["values"].as_py(): item["counts"].as_py() for item in pc.value_counts(array)}
 
 
-def raw_stage(
-    batches: Iterable[pa.RecordBatch], registry: ConsentRegistry | None, stats: RawStats
-) -> Iterator[pa.RecordBatch]:
+def raw_stage(batches: Iterable[pa.RecordBatch], policy: ConsentPolicy, stats: RawStats) -> Iterator[pa.RecordBatch]:
+    """Forgotten users' rows dropped (counted), consent decided by the policy, every state kept."""
     for batch in batches:
-        batch = apply_registry(batch, registry)
+        batch, forgotten = policy.apply(batch)
+        stats.forgotten += forgotten
         stats.rows += batch.num_rows
         stats.by_consent.update(_value_counts(consent_state(batch)))
         stats.by_consent_source.update(_value_counts(batch.column("consent_source")))
@@ -156,14 +162,15 @@ def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> 
 
 def consented_stage(
     batches: Iterable[pa.RecordBatch],
-    registry: ConsentRegistry | None,
+    policy: ConsentPolicy,
     redactor: "Redactor | None",
     stats: ConsentedStats,
 ) -> Iterator[pa.RecordBatch]:
     seen = SeenKeys()
     for batch in batches:
         stats.rows_in += batch.num_rows
-        batch = apply_registry(batch, registry)
+        batch, forgotten = policy.apply(batch)
+        stats.dropped[DROP_FORGOTTEN] += forgotten
         _count_refused_and_unknown(batch, stats)
         granted = granted_mask(batch)
 
@@ -192,17 +199,11 @@ def consented_stage(
         yield batch
 
 
-# What counting a row that cannot be granted needs: apply_registry's columns.
-CONSENT_COLUMNS = ("user_id", "consent", "consent_source")
+# What counting a row that cannot be granted needs: the columns ConsentPolicy.apply reads.
+CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
 
 
-def registry_may_grant(registry: ConsentRegistry | None) -> bool:
-    """Whether the registry grants anyone: only then can a row that raw_traces filed
-    under ``consent=false|unknown`` be granted now."""
-    return registry is not None and any(entry.granted is True for _, entry in registry.items())
-
-
-def consent_candidates(raw: ds.Dataset, registry: ConsentRegistry | None) -> tuple[ds.Dataset, ds.Dataset | None]:
+def consent_candidates(raw: ds.Dataset, policy: ConsentPolicy) -> tuple[ds.Dataset, ds.Dataset | None]:
     """``(to_read, to_count)``: the raw cell's files that may hold granted rows, and the
     ones whose rows can only be refused or unknown (None when every file must be read).
 
@@ -211,7 +212,7 @@ def consent_candidates(raw: ds.Dataset, registry: ConsentRegistry | None) -> tup
     three small columns instead of being read whole. Where few users consent, that is
     most of the cell's bytes (and of its S3 reads).
     """
-    if registry_may_grant(registry) or not isinstance(raw, ds.FileSystemDataset):
+    if policy.may_grant() or not isinstance(raw, ds.FileSystemDataset):
         return raw, None
     granted_folder = CONSENT_SUBPATHS[0]
     in_granted_folder = [posixpath.basename(posixpath.dirname(path)) == granted_folder for path in raw.files]
@@ -226,13 +227,14 @@ def consent_candidates(raw: ds.Dataset, registry: ConsentRegistry | None) -> tup
     return subset(to_read), subset(to_count)
 
 
-def count_ungranted(batches: Iterable[pa.RecordBatch], registry: ConsentRegistry | None, stats: ConsentedStats) -> None:
+def count_ungranted(batches: Iterable[pa.RecordBatch], policy: ConsentPolicy, stats: ConsentedStats) -> None:
     """Count rows that :func:`consent_candidates` left out, as :func:`consented_stage`
     would (refused or unknown after the registry). A granted row among them means the
     raw cell's folders disagree with its rows: raised, never dropped silently."""
     for batch in batches:
         stats.rows_in += batch.num_rows
-        batch = apply_registry(batch, registry)
+        batch, forgotten = policy.apply(batch)
+        stats.dropped[DROP_FORGOTTEN] += forgotten
         granted = pc.sum(granted_mask(batch)).as_py() or 0
         if granted:
             raise ConsentFolderMismatch(
@@ -243,18 +245,18 @@ def count_ungranted(batches: Iterable[pa.RecordBatch], registry: ConsentRegistry
 
 def consented_from_raw(
     raw: ds.Dataset,
-    registry: ConsentRegistry | None,
+    policy: ConsentPolicy,
     redactor: "Redactor | None",
     stats: ConsentedStats,
 ) -> Iterator[pa.RecordBatch]:
     """:func:`consented_stage` over a raw cell, reading whole only the files that may hold
     granted rows (:func:`consent_candidates`); the others are counted once the stream is
     consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
-    to_read, to_count = consent_candidates(raw, registry)
-    yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), registry, redactor, stats)
+    to_read, to_count = consent_candidates(raw, policy)
+    yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), policy, redactor, stats)
     stats.rows_read_whole = stats.rows_in
     if to_count is not None:
-        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), registry, stats)
+        count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), policy, stats)
 
 
 def require_granted(batch: pa.RecordBatch) -> None:

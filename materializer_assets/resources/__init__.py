@@ -1,6 +1,6 @@
 """Dagster resources and the IO managers the pipeline stores its cells with."""
 
 from .parquet_io import ParquetLakeIOManager
-from .settings import PrivacyResource, TraceSourceResource
+from .settings import ErasureResource, PrivacyResource, TraceSourceResource
 
-__all__ = ["ParquetLakeIOManager", "PrivacyResource", "TraceSourceResource"]
+__all__ = ["ErasureResource", "ParquetLakeIOManager", "PrivacyResource", "TraceSourceResource"]

@@ -7,12 +7,13 @@ from typing import Optional
 import dagster as dg
 from pydantic import Field
 
-from ..lib.consent import ConsentRegistry
+from ..lib.consent import ConsentPolicy, ConsentRegistry
+from ..lib.erasure import ErasureLedger, ErasureRequest, consent_policy, load_erasure_list
 from ..lib.normalize import ReadOptions
 from ..lib.redaction import ENTITY_TYPES, RedactionConfig, Redactor
 from ..lib.registry import load_registry
 from ..lib.sources import BUNDLED_REGISTRY, TraceReader, open_source
-from ..lib.storage import S3Options
+from ..lib.storage import Location, S3Options
 
 
 class TraceSourceResource(dg.ConfigurableResource):
@@ -69,3 +70,32 @@ class PrivacyResource(dg.ConfigurableResource):
         if not self.redact:
             return None
         return Redactor(RedactionConfig(engine=self.engine, entities=tuple(self.entities)))
+
+
+class ErasureResource(dg.ConfigurableResource):
+    """Who is forgotten beyond the consent registry (the erasure list), and the salt of hashed user ids."""
+
+    erasure_list: str = Field(
+        default="",
+        description="CSV/Parquet/text file (local or s3://) of user ids to forget, optional requested_at "
+        "(MATERIALIZER_ERASURE_LIST).",
+    )
+    salt: str = Field(
+        default="",
+        description="Secret salt of the user-id hashes in audit records and split keys (MATERIALIZER_ERASURE_SALT); "
+        "empty: a random salt kept in <warehouse>/_erasure/salt.",
+    )
+    orphan_grace_minutes: int = Field(
+        default=60, description="Unreferenced files younger than this may belong to a write in flight: kept."
+    )
+    s3_endpoint_url: Optional[str] = Field(default=None, description="S3 endpoint for an s3:// erasure list.")
+
+    def load_requests(self) -> list[ErasureRequest]:
+        return load_erasure_list(self.erasure_list, S3Options(endpoint_url=self.s3_endpoint_url))
+
+    def ledger(self, warehouse: Location) -> ErasureLedger:
+        return ErasureLedger(warehouse, salt=self.salt or None)
+
+    def policy(self, registry: Optional[ConsentRegistry], warehouse: Location) -> ConsentPolicy:
+        """The consent policy every stage applies (registry, erasure list, users already erased)."""
+        return consent_policy(registry, self.load_requests(), self.ledger(warehouse))

@@ -108,18 +108,21 @@ def _everything(case, lake) -> tuple[list[str], object, list[str], object]:
 # ------------------------------------------------------------------ requests and the ledger
 
 
-def test_only_explicit_refusals_in_the_registry_are_erasure_requests():
+def test_users_whose_newest_registry_row_refuses_are_erasure_requests():
     registry = _registry(
         ("revoked", "true", T0),
         ("revoked", "revoked", T0 + timedelta(days=1)),
         ("refused", "no", T0),
-        ("unknown", "maybe", T0),
+        ("unreadable", "maybe", T0),  # an unreadable value is a refusal
         ("granted", "yes", T0),
+        ("re-granted", "no", T0),
+        ("re-granted", "yes", T0 + timedelta(days=1)),
     )
     requests = er.requests_from_registry(registry)
     assert [(r.user_id, r.reason, r.requested_at) for r in requests] == [
         ("refused", er.REASON_CONSENT_REVOKED, T0),
         ("revoked", er.REASON_CONSENT_REVOKED, T0 + timedelta(days=1)),
+        ("unreadable", er.REASON_CONSENT_REVOKED, T0),
     ]
     assert er.requests_from_registry(None) == []
 
@@ -266,15 +269,94 @@ def test_stale_leftovers_in_the_lake_are_purged_fresh_ones_fail_the_run(tmp_path
     assert lake.open_cell(address).count_rows() == 2
 
 
-def test_ingestion_can_drop_forgotten_users_until_they_consent_again(tmp_path):
+def test_the_ledger_says_until_when_a_user_was_erased_and_the_policy_never_brings_those_rows_back(tmp_path):
     ledger = er.ErasureLedger(resolve(str(tmp_path / "wh")))
-    ledger.record([er.ErasureRequest("gone", T0, er.REASON_CONSENT_REVOKED)], T0, "a1")
+    erased_at = datetime(2026, 4, 18, 12, tzinfo=timezone.utc)
+    ledger.record([er.ErasureRequest("gone", T0, er.REASON_CONSENT_REVOKED)], erased_at, "a1")
+    reread = er.ErasureLedger(resolve(str(tmp_path / "wh")))  # as another process
+    assert reread.erased_until("gone") == erased_at and reread.erased_until("keep-1") is None
     batch = pa.Table.from_batches(
-        [make_batch(2, user="gone", prefix="g"), make_batch(1, user="keep-1"), make_batch(1, user=None)]
+        [make_batch(14, user="gone", prefix="g"), make_batch(1, user="keep-1"), make_batch(1, user=None)]
     ).combine_chunks().to_batches()[0]
-    kept, dropped = er.ErasureLedger(resolve(str(tmp_path / "wh"))).drop_forgotten(batch)  # as another process
-    assert dropped == 2 and "gone" not in kept.column("user_id").to_pylist()
-    still_revoked = _registry(("gone", "false", T0))
-    assert ledger.drop_forgotten(batch, still_revoked)[1] == 2
-    granted_again = _registry(("gone", "true", T0 + timedelta(days=30)))
-    assert ledger.drop_forgotten(batch, granted_again)[1] == 0
+    # granted again after the erasure: rows up to 12:00 (g-0 … g-12) stay forgotten, later ones come in
+    granted_again = _registry(("gone", "false", T0), ("gone", "true", T0 + timedelta(days=30)))
+    policy = er.consent_policy(granted_again, [], reread)
+    kept, dropped = policy.apply(batch)
+    assert dropped == 13 and [t for t in kept.column("trace_id").to_pylist() if t.startswith("g-")] == ["g-13"]
+    listed = er.consent_policy(None, [er.ErasureRequest("keep-1", None, er.REASON_ERASURE_REQUEST)], reread)
+    assert listed.apply(batch)[1] == 14
+
+
+@pytest.mark.parametrize("where", ["published cell", "staging"])
+def test_a_file_erasure_cannot_read_fails_the_run_and_records_nothing(tmp_path, where):
+    case = make_case("sqlite", None, tmp_path)
+    lake = case.lake()
+    address = CellAddress("raw-traces", *CELLS[0])
+    lake.write_cell(address, iter([_cell_rows(*CELLS[0], "x")]), NORMALIZED_SCHEMA, split=split_by_consent)
+    folder = os.path.join(lake.cell_path(address), "consent=true") if where == "published cell" else os.path.join(
+        lake.root.path, "_staging", "torn")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "part-torn-00000.parquet"), "wb") as handle:
+        handle.write(b"PAR1 not really parquet")  # e.g. a transient read error, or a torn upload
+    request = er.ErasureRequest("gone", T0, er.REASON_ERASURE_REQUEST)
+    ledger = er.ErasureLedger(lake.root)
+    output = er.LakeDatasetOutput(lake, "raw-traces", stale_after=timedelta(hours=1))  # too fresh to purge
+    with pytest.raises(er.ErasureVerificationError, match="part-torn"):
+        er.run_erasure([request], [output], ledger)
+    assert er.ErasureLedger(lake.root).pending([request]) == [request]  # retried next time
+    if where == "staging":  # found by the verification after the erase: an audit record says so
+        assert [a["status"] for a in ledger.audit_records()] == ["unverified"]
+        assert lake.open_cell(address).count_rows() == 4  # the gone user's rows left the published cell
+    else:  # found before anything was deleted
+        assert ledger.audit_records() == []
+
+
+def test_a_change_that_is_no_revocation_is_reconciled_into_every_output(world):
+    """keep-1 withdrew after these traces and granted again (kept, but these rows are refused now);
+    a registry grant that made listed's rows consented disappears. Neither is a forgotten user."""
+    case, lake, export_path = world
+    granted_by_registry = _registry(("listed", "true", T0))
+    for day, slug in CELLS:  # listed's rows, granted by the registry only
+        batch = make_batch(1, day=day, model=slug, prefix=f"{day}-{slug}-r", user="listed", consent=None)
+        from materializer_assets.lib.consent import apply_registry
+
+        batch = apply_registry(batch, granted_by_registry)
+        assert batch.column("consent_source").to_pylist() == ["registry"]
+        address = CellAddress("langfuse-traces", day, slug)
+        old = pa.Table.from_batches(list(lake.open_cell(address).to_batches()))
+        lake.write_cell(address, iter([*old.to_batches(), batch]), NORMALIZED_SCHEMA, split=lambda b: {"consent=true": b})
+    registry = _registry(
+        ("keep-1", "true", T0), ("keep-1", "false", T0 + timedelta(days=40)), ("keep-1", "true", T0 + timedelta(days=41)),
+    )
+    ledger = er.ErasureLedger(lake.root)
+    policy = er.consent_policy(registry, [], ledger)
+    outputs = [
+        er.LakeDatasetOutput(lake, "raw-traces", refile=policy),
+        er.LakeDatasetOutput(lake, "langfuse-traces"),
+        er.IcebergTableOutput(case.catalog, ice.DEFAULT_TABLE),
+        JsonlExport(str(export_path)),
+    ]
+    report = er.run_erasure([], outputs, ledger, run_id="reconcile", policy=policy)
+    assert report.users == 0 and report.revoked_rows == 2 * 3 + 3  # keep-1: 2 rows a cell; listed: 1
+    removed = {name: o.rows_removed_by_cell for name, o in report.outputs.items()}
+    assert removed["lake:langfuse-traces"] == {f"{d}|{s}": 3 for d, s in CELLS}
+    assert removed[f"iceberg:{ice.DEFAULT_TABLE}"] == {f"{d}|{s}": 2 for d, s in CELLS}
+    assert removed["export:export.jsonl"] == {"all": 6}
+    assert report.outputs["lake:raw-traces"].rows_refiled_by_cell == {f"{d}|{s}": 2 for d, s in CELLS}
+
+    lake_files, lake_fs, table_files, table_fs = _everything(case, lake)
+    consented = [f for f in lake_files if "/langfuse-traces/" in f]
+    assert parquet_rows_with(lake_fs, consented, "user_id", ["keep-1", "listed"]) == 0
+    assert parquet_rows_with(table_fs, table_files, "user_id", ["keep-1"]) == 0
+    raw_granted = [f for f in lake_files if "/raw-traces/" in f and "/consent=true/" in f]
+    raw_refused = [f for f in lake_files if "/raw-traces/" in f and "/consent=false/" in f]
+    assert parquet_rows_with(lake_fs, raw_granted, "user_id", ["keep-1"]) == 0
+    assert parquet_rows_with(lake_fs, raw_refused, "user_id", ["keep-1"]) == 2 * 3  # refiled, not lost
+    assert parquet_rows_with(lake_fs, consented, "user_id", ["keep-2", "gone"]) == 2 * 3  # others untouched
+    (audit,) = ledger.audit_records()
+    assert audit["status"] == "complete" and audit["revoked_rows"] == 9
+    assert sorted(audit["revoked_users"]) == sorted(ledger.user_hash(u) for u in ("keep-1", "listed"))
+    assert audit["registry_changes"]["added"] == [ledger.user_hash("keep-1")]
+    assert "keep-1" not in json.dumps(audit)
+    # nothing changed since: a second run finds nothing
+    assert er.run_erasure([], outputs, er.ErasureLedger(lake.root), policy=policy).noop

@@ -10,12 +10,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from materializer_assets.lib.consent import ConsentRegistry
+from materializer_assets.lib.consent import ConsentPolicy, ConsentRegistry
 from materializer_assets.lib.lake import CellAddress, CellNotMaterialized, ParquetLake, iter_batches
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.stages import (
     DROP_DUPLICATE,
     DROP_EMPTY_RESPONSE,
+    DROP_FORGOTTEN,
     ConsentedStats,
     ConsentFolderMismatch,
     RawStats,
@@ -24,7 +25,6 @@ from materializer_assets.lib.stages import (
     consented_from_raw,
     consented_stage,
     raw_stage,
-    registry_may_grant,
     split_by_consent,
 )
 from materializer_assets.lib.storage import resolve
@@ -60,7 +60,7 @@ def test_consented_stage_counts_every_row_in_exactly_one_bucket():
     repeated = make_batch(2, consent=True, prefix="g")  # g-0, g-1 again, in a later batch
     stats = ConsentedStats()
     out = pa.Table.from_batches(
-        list(consented_stage([pa.concat_batches([granted, blank, refused, unknown]), repeated], None, None, stats))
+        list(consented_stage([pa.concat_batches([granted, blank, refused, unknown]), repeated], ConsentPolicy(), None, stats))
     )
     assert sorted(out.column("trace_id").to_pylist()) == [f"g-{i}" for i in range(6)]
     assert (stats.consented, stats.refused, stats.unknown) == (6, 3, 1)
@@ -68,10 +68,19 @@ def test_consented_stage_counts_every_row_in_exactly_one_bucket():
     assert stats.reconciles and stats.rows_in == 14
 
 
+def test_raw_stage_drops_forgotten_users_before_anything_is_written():
+    batch = pa.concat_batches([make_batch(2, consent=True, user="gone", prefix="g"), make_batch(2, consent=True)])
+    stats = RawStats()
+    policy = ConsentPolicy(ConsentRegistry.from_rows([{"user_id": "listed-later", "granted": "yes"}]), ["gone"])
+    kept = pa.Table.from_batches(list(raw_stage([batch], policy, stats)))
+    assert "gone" not in kept.column("user_id").to_pylist() and kept.num_rows == 2
+    assert stats.as_metadata()["rows_dropped_forgotten_users"] == 2 and stats.rows == 2
+
+
 def test_raw_stage_counts_consent_states_and_sources():
     batch = pa.concat_batches([make_batch(2, consent=True), make_batch(1, consent=False, prefix="n"), make_batch(3, consent=None, prefix="u")])
     stats = RawStats()
-    assert sum(b.num_rows for b in raw_stage([batch], None, stats)) == 6
+    assert sum(b.num_rows for b in raw_stage([batch], ConsentPolicy(), stats)) == 6
     assert stats.as_metadata()["rows_by_consent"] == {"true": 2, "false": 1, "unknown": 3}
     assert sum(stats.by_consent_source.values()) == 6
 
@@ -89,7 +98,7 @@ def _raw_cell(tmp_path, batches):
 def _consented(raw, registry):
     """(trace ids kept, stats, whether only part of the cell was read whole) as the asset does it."""
     stats = ConsentedStats()
-    kept = list(consented_from_raw(raw, registry, None, stats))
+    kept = list(consented_from_raw(raw, ConsentPolicy(registry), None, stats))
     ids = sorted(t for b in kept for t in b.column("trace_id").to_pylist())
     partial = stats.as_metadata()["raw_rows_only_counted"] > 0
     stats.rows_read_whole = None  # compared with a whole read below
@@ -98,7 +107,7 @@ def _consented(raw, registry):
 
 def _whole(raw, registry):
     stats = ConsentedStats()
-    kept = [b for b in consented_stage(iter_batches(raw), registry, None, stats)]
+    kept = [b for b in consented_stage(iter_batches(raw), ConsentPolicy(registry), None, stats)]
     return sorted(t for b in kept for t in b.column("trace_id").to_pylist()), stats
 
 
@@ -112,7 +121,7 @@ def _cell_batches():
 
 def test_without_a_registry_only_the_consent_true_folder_is_read_and_the_rest_is_counted(tmp_path):
     raw = _raw_cell(tmp_path, _cell_batches())
-    to_read, to_count = consent_candidates(raw, None)
+    to_read, to_count = consent_candidates(raw, ConsentPolicy())
     assert {posixpath.basename(posixpath.dirname(f)) for f in to_read.files} == {"consent=true"}
     assert {posixpath.basename(posixpath.dirname(f)) for f in to_count.files} == {"consent=false", "consent=unknown"}
     ids, stats, partial = _consented(raw, None)
@@ -123,26 +132,28 @@ def test_without_a_registry_only_the_consent_true_folder_is_read_and_the_rest_is
 
 def test_a_registry_that_only_revokes_still_skips_the_other_folders_with_the_same_counts(tmp_path):
     raw = _raw_cell(tmp_path, _cell_batches())
-    # g-0's user (user-0) revokes; so does every user-0..2 of the refused and unknown rows;
-    # user-1's registry row is unreadable: unknown.
+    # user-0 refuses; user-1's only row is unreadable, a refusal: both are forgotten, every row of theirs
+    # (g-0, g-1, r-0, r-1, u-0, u-1) is dropped, counted as such.
     registry = ConsentRegistry.from_rows(
         [{"user_id": "user-0", "granted": "no"}, {"user_id": "user-1", "granted": "maybe"}]
     )
-    assert not registry_may_grant(registry)
+    assert not registry.may_grant()
     ids, stats, partial = _consented(raw, registry)
     assert partial and ids == ["g-2", "g-3"]
     assert (ids, stats) == _whole(raw, registry)
-    assert stats.reconciles and (stats.refused, stats.unknown) == (4, 3)
+    assert stats.reconciles and (stats.refused, stats.unknown, stats.dropped[DROP_FORGOTTEN]) == (1, 0, 6)
 
 
-def test_a_registry_that_grants_makes_every_folder_readable(tmp_path):
+def test_a_registry_that_grants_makes_every_folder_readable_but_never_overrides_a_refusal(tmp_path):
     raw = _raw_cell(tmp_path, _cell_batches())
-    registry = ConsentRegistry.from_rows([{"user_id": "user-2", "granted": "yes"}])  # r-2's and g-2's user
-    assert registry_may_grant(registry)
+    # user-1 granted, undated (counts as oldest): u-1 (the trace says nothing) is granted,
+    # r-1 (the trace refuses) stays refused.
+    registry = ConsentRegistry.from_rows([{"user_id": "user-1", "granted": "yes"}])
+    assert registry.may_grant()
     ids, stats, partial = _consented(raw, registry)
     assert not partial
-    assert ids == ["g-0", "g-1", "g-2", "g-3", "r-2"]
-    assert stats.reconciles
+    assert ids == ["g-0", "g-1", "g-2", "g-3", "u-1"]
+    assert stats.reconciles and (stats.refused, stats.unknown) == (3, 1)
 
 
 def test_a_granted_row_filed_under_consent_false_is_raised_not_dropped(tmp_path):
@@ -159,6 +170,6 @@ def test_a_granted_row_filed_under_consent_false_is_raised_not_dropped(tmp_path)
     lake = ParquetLake(resolve(str(tmp_path)))
     consented = CellAddress("langfuse-traces", "2026-04-18", "glm-5-32b")
     with pytest.raises(ConsentFolderMismatch):
-        lake.write_cell(consented, consented_from_raw(mixed, None, None, ConsentedStats()), NORMALIZED_SCHEMA)
+        lake.write_cell(consented, consented_from_raw(mixed, ConsentPolicy(), None, ConsentedStats()), NORMALIZED_SCHEMA)
     with pytest.raises(CellNotMaterialized):
         lake.cell_files(consented)

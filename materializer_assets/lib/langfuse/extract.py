@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
+from ..consent import merge_metadata
 from ..normalize import (
     RecordRejected,
     as_float,
@@ -235,9 +236,7 @@ def generation_fields(
 ) -> dict[str, Any]:
     """``build_examples`` arguments for one generation (``trace``: the v3 trace row)."""
     trace = trace or {}
-    trace_metadata = as_mapping(trace.get("metadata"))
-    own_metadata = as_mapping(generation.get("metadata"))
-    metadata = {**trace_metadata, **own_metadata}
+    metadata = merge_metadata(as_mapping(trace.get("metadata")), as_mapping(generation.get("metadata")))
     start = generation.get("startTime")
     return {
         "trace_id": as_text(generation.get("traceId")),

@@ -97,6 +97,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..consent import merge_metadata
 from ..normalize import (
     REJECT_BAD_MESSAGES,
     REJECT_INVALID_UTF8,
@@ -297,7 +298,7 @@ class _TraceFields:
         self.session_id = _first(self.session_id, row.get(*_SESSION_ID))
         self.environment = _first(self.environment, row.get("environment"))
         self.tags = _merged_tags(self.tags, decoded(row.get(*_TAGS)))
-        self.metadata = {**self.metadata, **row.metadata}
+        self.metadata = merge_metadata(self.metadata, row.metadata)
 
 
 # ---------------------------------------------------------------- records from files
@@ -989,7 +990,7 @@ def _observation_fields(
         **row.usage(),
         "cost_usd": row.cost(),
         "tags": _merged_tags(trace.tags, decoded(row.get(*_TAGS))),
-        "metadata": {**trace.metadata, **row.metadata} or record.get("metadata"),
+        "metadata": merge_metadata(trace.metadata, row.metadata) or record.get("metadata"),
         "explicit_consent": row.get("consent") if extensions else None,
         "feedback_score": _first(feedback, row.get(*_FEEDBACK) if extensions else None),
         "tools": row.tools(),

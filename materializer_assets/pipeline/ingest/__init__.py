@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ...resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from ...resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from ...resources.parquet_io import DEFAULT_WAREHOUSE
 from ..settings import env_flag, env_list, secret_setting
 from .assets import consented_parquet, raw_traces
@@ -32,6 +32,10 @@ def build_resources() -> dict:
             convert_to_single_turn=env_flag("MATERIALIZER_CONVERT_TO_SINGLE_TURN", True),
         ),
         "privacy": PrivacyResource(**privacy_kwargs),
+        "erasure": ErasureResource(
+            erasure_list=secret_setting("MATERIALIZER_ERASURE_LIST"),
+            salt=secret_setting("MATERIALIZER_ERASURE_SALT"),
+        ),
         "parquet_io_manager": ParquetLakeIOManager(
             warehouse=os.environ.get("MATERIALIZER_WAREHOUSE", DEFAULT_WAREHOUSE),
         ),

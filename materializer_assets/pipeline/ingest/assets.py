@@ -5,7 +5,6 @@ publishes it, and the checks then read back what was actually published.
 """
 
 
-import os
 from datetime import date
 
 import dagster as dg
@@ -23,9 +22,8 @@ from ...lib.stages import (
     require_granted,
     split_by_consent,
 )
-from ...lib.erasure import ErasureLedger
 from ...resources.parquet_io import ParquetLakeIOManager
-from ...resources.settings import PrivacyResource, TraceSourceResource
+from ...resources.settings import ErasureResource, PrivacyResource, TraceSourceResource
 from ..partitions import cell_partitions, split_cell_key
 from ..check_results import check_result
 
@@ -71,34 +69,26 @@ def _rejection_metadata(rejections: RejectionLog) -> dict:
     description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
 )
 def raw_traces(
-    context: dg.AssetExecutionContext, trace_source: TraceSourceResource,
+    context: dg.AssetExecutionContext,
+    trace_source: TraceSourceResource,
+    erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
     day, model = split_cell_key(context.partition_key)
     reader = trace_source.open_reader()
-    registry = trace_source.load_registry()
+    # Forgotten users (registry, erasure list, earlier erasures) are dropped before anything is written.
+    policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
     context.log.info(f"reading {day} × {model} from {reader.description}")
     cell = reader.read_cell(date.fromisoformat(day), model)
-    # Users already erased (GDPR) must not come back when the source is read again.
-    ledger = ErasureLedger(parquet_io_manager.lake().root, salt=os.environ.get("MATERIALIZER_ERASURE_SALT") or None)
-    forgotten = {"rows": 0}
-
-    def without_forgotten(batches):
-        for batch in batches:
-            batch, dropped = ledger.drop_forgotten(batch, registry)
-            forgotten["rows"] += dropped
-            yield batch
-
     stats = RawStats()
     stream = CellStream(
-        raw_stage(without_forgotten(read_ahead(cell.batches, name="source-reader")), registry, stats),
+        raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats),
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
             "source": reader.description,
-            "consent_registry": registry.location if registry else "none",
+            "consent_registry": policy.location,
             **stats.as_metadata(),
-            "rows_dropped_erased_users": forgotten["rows"],
             **_rejection_metadata(cell.rejections),
         },
     )
@@ -139,16 +129,19 @@ def consented_parquet(
     raw_traces: ds.Dataset,
     trace_source: TraceSourceResource,
     privacy: PrivacyResource,
+    erasure: ErasureResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
-    registry = trace_source.load_registry()
+    # The same policy again: the registry may have changed since raw_traces ran.
+    policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
     stats = ConsentedStats()
     stream = CellStream(
-        consented_from_raw(raw_traces, registry, privacy.redactor(), stats),
+        consented_from_raw(raw_traces, policy, privacy.redactor(), stats),
         NORMALIZED_SCHEMA,
         split=lambda batch: {"consent=true": batch},
         guard=require_granted,
         describe=lambda: {
-            "consent_registry": registry.location if registry else "none",
+            "consent_registry": policy.location,
             "redaction_engine": privacy.engine if privacy.redact else "off",
             **stats.as_metadata(),
         },

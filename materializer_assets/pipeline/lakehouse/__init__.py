@@ -6,9 +6,8 @@ import os
 
 from ...resources.iceberg_io import IcebergIOManager
 from ...resources.parquet_io import DEFAULT_WAREHOUSE
-from ..settings import secret_setting
 from .assets import ICEBERG_TABLE, iceberg_table
-from .erasure import ErasureResource, gdpr_erasure_job, gdpr_erasure_sensor
+from .erasure import gdpr_erasure_job, gdpr_erasure_sensor
 
 ASSETS = [iceberg_table]
 # The sensor brings its job (gdpr_erasure) into the Definitions.
@@ -22,13 +21,8 @@ def build_resources() -> dict:
     catalog = os.environ.get("MATERIALIZER_ICEBERG_CATALOG", "").strip()
     if catalog:
         iceberg_kwargs["catalog_name"] = catalog
-    return {
-        "iceberg_io_manager": IcebergIOManager(**iceberg_kwargs),
-        "erasure": ErasureResource(
-            erasure_list=secret_setting("MATERIALIZER_ERASURE_LIST"),
-            salt=secret_setting("MATERIALIZER_ERASURE_SALT"),
-        ),
-    }
+    # The erasure resource is ingest's: raw_traces already needs it to leave forgotten users out.
+    return {"iceberg_io_manager": IcebergIOManager(**iceberg_kwargs)}
 
 
 __all__ = ["ASSETS", "ICEBERG_TABLE", "JOBS", "SCHEDULES", "SENSORS", "build_resources"]

@@ -8,54 +8,28 @@ no-op, so a spurious trigger costs one registry read.
 
 
 from datetime import timedelta
-from typing import Optional
-
 import dagster as dg
-from pydantic import Field
 
+from ...lib.consent import ConsentPolicy
 from ...lib.erasure import (
     ErasableOutput,
     ErasureEnvironment,
-    ErasureLedger,
     IcebergTableOutput,
     LakeDatasetOutput,
-    load_erasure_list,
     merge_requests,
     registered_outputs,
     requests_fingerprint,
     requests_from_registry,
     run_erasure,
 )
-from ...lib.storage import S3Options
 from ...resources.iceberg_io import TABLE_METADATA_KEY, IcebergIOManager
 from ...resources.parquet_io import ParquetLakeIOManager
-from ...resources.settings import TraceSourceResource
+from ...resources.settings import ErasureResource, TraceSourceResource
 from .assets import ICEBERG_TABLE
 
 # Always erased, even from a code location that does not define their assets.
-DEFAULT_LAKE_DATASETS = ("raw-traces", "langfuse-traces")
-
-
-class ErasureResource(dg.ConfigurableResource):
-    """Erasure requests beyond the consent registry, and how erasure identifies users in its audit."""
-
-    erasure_list: str = Field(
-        default="",
-        description="CSV/Parquet/text file (local or s3://) of user ids to forget, optional requested_at "
-        "(MATERIALIZER_ERASURE_LIST).",
-    )
-    salt: str = Field(
-        default="",
-        description="Secret salt of the user-id hashes in audit records (MATERIALIZER_ERASURE_SALT); "
-        "empty: a random salt kept in <warehouse>/_erasure/salt.",
-    )
-    orphan_grace_minutes: int = Field(
-        default=60, description="Unreferenced files younger than this may belong to a write in flight: kept."
-    )
-    s3_endpoint_url: Optional[str] = Field(default=None, description="S3 endpoint for an s3:// erasure list.")
-
-    def load_requests(self):
-        return load_erasure_list(self.erasure_list, S3Options(endpoint_url=self.s3_endpoint_url))
+RAW_LAKE_DATASET = "raw-traces"
+DEFAULT_LAKE_DATASETS = (RAW_LAKE_DATASET, "langfuse-traces")
 
 
 def declared_outputs(context: dg.OpExecutionContext, lake_root_uri: str) -> tuple[set[str], set[str]]:
@@ -101,8 +75,10 @@ def erasable_outputs(
     lake_io: ParquetLakeIOManager,
     iceberg_io: IcebergIOManager,
     grace: timedelta,
+    policy: ConsentPolicy | None = None,
 ) -> list[ErasableOutput]:
-    """The given and default lake datasets and Iceberg tables, then registered outputs."""
+    """The given and default lake datasets and Iceberg tables, then registered outputs.
+    raw-traces is refiled by ``policy`` (a kept user's revoked rows move to consent=false|unknown)."""
     datasets = set(datasets) | set(DEFAULT_LAKE_DATASETS)
     tables = set(tables) | {ICEBERG_TABLE}
     lake = lake_io.lake()
@@ -113,7 +89,10 @@ def erasable_outputs(
             catalog_cache["catalog"] = iceberg_io.load_catalog()
         return catalog_cache["catalog"]
 
-    outputs: list[ErasableOutput] = [LakeDatasetOutput(lake, name, stale_after=grace) for name in sorted(datasets)]
+    outputs: list[ErasableOutput] = [
+        LakeDatasetOutput(lake, name, stale_after=grace, refile=policy if name == RAW_LAKE_DATASET else None)
+        for name in sorted(datasets)
+    ]
     outputs += [IcebergTableOutput(catalog, identifier, orphan_grace=grace) for identifier in sorted(tables)]
     known = {output.name for output in outputs}
     for output in registered_outputs(ErasureEnvironment(lake=lake, catalog=catalog, orphan_grace=grace)):
@@ -140,12 +119,13 @@ def erase_users(
     registry = trace_source.load_registry()
     requests = merge_requests(requests_from_registry(registry), erasure.load_requests())
     lake = parquet_io_manager.lake()
-    ledger = ErasureLedger(lake.root, salt=erasure.salt or None)
+    ledger = erasure.ledger(lake.root)
+    policy = erasure.policy(registry, lake.root)
     grace = timedelta(minutes=erasure.orphan_grace_minutes)
     datasets, tables = declared_outputs(context, lake.root.uri)
-    outputs = erasable_outputs(datasets, tables, parquet_io_manager, iceberg_io_manager, grace)
+    outputs = erasable_outputs(datasets, tables, parquet_io_manager, iceberg_io_manager, grace, policy)
     context.log.info(f"{len(requests)} erasure request(s); outputs: {[o.name for o in outputs]}")
-    report = run_erasure(requests, outputs, ledger, run_id=context.run.run_id)
+    report = run_erasure(requests, outputs, ledger, run_id=context.run.run_id, policy=policy)
     context.log.info("nothing new to erase" if report.noop else f"erased {report.users} user(s): {report.audit_uri}")
     yield dg.Output(
         None,
