@@ -54,6 +54,10 @@ class RejectionLog:
     ``unattributed`` holds records too broken to tell which cell they belong
     to (e.g. a line that is not JSON), reported with every cell read from the
     same input so they are never silently lost.
+
+    ``examples`` (reason and ``file:line`` or record id) end up in asset
+    metadata, i.e. in Dagster's event log, which cannot be erased: they never
+    carry the ``detail`` text, which may quote the record (a prompt, a user id).
     """
 
     counts: Counter = field(default_factory=Counter)
@@ -62,9 +66,11 @@ class RejectionLog:
     max_examples: int = 20
 
     def reject(self, reason: str, location: str, detail: str = "", attributed: bool = True) -> None:
+        """Count a refused record. ``detail`` (e.g. a parser message) is accepted for
+        callers' convenience but not kept: it may quote the record's content."""
         (self.counts if attributed else self.unattributed)[reason] += 1
         if len(self.examples) < self.max_examples:
-            self.examples.append({"reason": reason, "location": location, "detail": detail[:200]})
+            self.examples.append({"reason": reason, "location": location})
 
     def merge(self, other: "RejectionLog") -> None:
         self.counts.update(other.counts)

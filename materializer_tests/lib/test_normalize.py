@@ -9,6 +9,7 @@ from materializer_assets.lib.normalize import (
     REJECT_MISSING_TIMESTAMP,
     ReadOptions,
     RecordRejected,
+    RejectionLog,
     assistant_output_message,
     build_examples,
     content_hash,
@@ -129,3 +130,17 @@ def test_rows_fit_the_schema_and_keep_feedback_and_contexts():
 
 def test_expand_turns_without_assistant():
     assert expand_turns([{"role": "user", "content": "q"}], True) == [(0, [{"role": "user", "content": "q"}])]
+
+
+def test_rejection_examples_name_reason_and_location_but_never_quote_the_record():
+    # Examples go into asset metadata (Dagster's event log, which cannot be erased).
+    log = RejectionLog(max_examples=2)
+    log.reject(REJECT_BAD_MESSAGES, "chat.jsonl:3", "ValueError: bad content 'my email is alice@example.com'")
+    log.reject(REJECT_BAD_TIMESTAMP, "chat.jsonl:4", "user u-0012 said hi", attributed=False)
+    log.reject(REJECT_BAD_TIMESTAMP, "chat.jsonl:5", "x")
+    assert log.examples == [
+        {"reason": REJECT_BAD_MESSAGES, "location": "chat.jsonl:3"},
+        {"reason": REJECT_BAD_TIMESTAMP, "location": "chat.jsonl:4"},
+    ]
+    assert log.counts == {REJECT_BAD_MESSAGES: 1, REJECT_BAD_TIMESTAMP: 1} and log.unattributed == {REJECT_BAD_TIMESTAMP: 1}
+    assert "alice@example.com" not in repr(log.examples) and "u-0012" not in repr(log.examples)
