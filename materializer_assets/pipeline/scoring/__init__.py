@@ -7,6 +7,10 @@ import os
 from ...resources.scoring import JudgeMemberConfig, JudgeResource, RagasResource
 from ..settings import secret_setting
 from .assets import POOL, SCORED_UPSTREAM, judge_scores, ragas_scores
+from .erasure import register as _register_erasure
+
+# The score cache quotes users' answers: the gdpr_erasure job erases it too (it is no asset, so it is registered).
+_register_erasure()
 
 ASSETS = [judge_scores, ragas_scores]
 SENSORS: list = []
