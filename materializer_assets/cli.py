@@ -2,12 +2,15 @@
 
     materializer run --date 2026-04-18 [--model NAME ...]
     materializer models --date 2026-04-18
+    materializer reconcile
 
-``run`` finds the models that have traces that day, registers them as
-``model`` partitions, and materializes every asset of the graph (the same
+``run`` first reconciles consent (the ``gdpr_erasure`` job: a changed
+registry or erasure list is applied to everything already written), then
+finds the models that have traces that day, registers them as ``model``
+partitions, and materializes every asset of the graph (the same
 ``Definitions`` that ``dagster dev`` loads) for each (date, model) cell,
-printing a summary per cell. It exits non-zero when a cell or a blocking
-check fails.
+printing a summary per cell. It exits non-zero when reconciliation, a cell
+or a blocking check fails. ``reconcile`` runs only the first step.
 """
 
 from __future__ import annotations
@@ -109,6 +112,40 @@ def _root_cause(error) -> str:
     return message if message.startswith(error.cls_name or "") else f"{error.cls_name}: {message}"
 
 
+def _run_config(verbose: bool) -> dict:
+    # Dagster's console logger prints every event; the summary lines say what matters.
+    return {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def reconcile(instance, verbose: bool = False) -> bool:
+    """Run ``gdpr_erasure`` in-process and print one line of what it did; True when it succeeded."""
+    from .definitions import defs
+
+    result = defs.get_job_def("gdpr_erasure").execute_in_process(
+        instance=instance, run_config=_run_config(verbose), raise_on_error=False
+    )
+    if not result.success:
+        errors = [e.step_failure_data.error for e in result.all_events if e.is_step_failure and e.step_failure_data]
+        print(f"consent: FAIL {_root_cause(errors[0]) if errors and errors[0] else 'see the run log'}", flush=True)
+        return False
+    outputs = [
+        event.step_output_data.metadata
+        for event in result.all_events
+        if event.is_successful_output and event.step_output_data is not None
+    ]
+    metadata = {key: value.value for key, value in (outputs[0] if outputs else {}).items()}
+    if metadata.get("noop", True):
+        print("consent: nothing to reconcile", flush=True)
+    else:
+        print(
+            f"consent: forgot {metadata.get('users_erased', 0)} user(s), revoked {metadata.get('rows_revoked', 0)} "
+            f"row(s), removed {metadata.get('rows_removed', 0)} row(s) from what was written; "
+            f"audit {metadata.get('audit_record', '')}",
+            flush=True,
+        )
+    return True
+
+
 def run(day: str, models: Sequence[str], verbose: bool = False) -> int:
     from .definitions import defs
     from .lib.sources import SourceUnavailableError
@@ -130,9 +167,9 @@ def run(day: str, models: Sequence[str], verbose: bool = False) -> int:
     instance.add_dynamic_partitions(MODEL_DIMENSION, sorted(cells))
     job = defs.resolve_implicit_global_asset_job_def()
     print(f"{day}: {len(cells)} cell(s); Dagster home {os.environ['DAGSTER_HOME']}")
-    # Dagster's console logger prints every event; the summary lines say what matters.
-    run_config = {} if verbose else {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    all_ok = True
+    # Cells apply today's consent decisions when they write; what was written before learns them here.
+    all_ok = reconcile(instance, verbose)
+    run_config = _run_config(verbose)
     for slug in sorted(cells):
         result = job.execute_in_process(
             instance=instance, partition_key=cell_key(day, slug), run_config=run_config, raise_on_error=False
@@ -177,9 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--verbose", action="store_true", help="print Dagster's event log too")
     models_parser = commands.add_parser("models", help="list the models (and their partition slugs) of a day")
     models_parser.add_argument("--date", required=True, type=_valid_day)
+    reconcile_parser = commands.add_parser(
+        "reconcile", help="apply the consent registry and erasure list to everything already written"
+    )
+    reconcile_parser.add_argument("--verbose", action="store_true", help="print Dagster's event log too")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run(args.date, args.model, args.verbose)
+    if args.command == "reconcile":
+        return 0 if reconcile(_instance(), args.verbose) else 1
     return list_models(args.date)
 
 

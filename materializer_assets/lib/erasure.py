@@ -64,7 +64,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from .consent import ConsentPolicy, ConsentRegistry, _parse_time, granted_mask
+from .consent import ConsentPolicy, ConsentRegistry, _parse_time, apply_registry, granted_mask
 from .lake import MANIFEST_NAME, STAGING_DIR, CellAddress, CellNotMaterialized, ParquetLake
 from .stages import CONSENT_SUBPATHS, split_by_consent
 from .storage import Location, S3Options, resolve
@@ -491,7 +491,7 @@ def _revoked_in(batch: pa.RecordBatch, policy: ConsentPolicy) -> set[tuple[str, 
     if batch.num_rows == 0:
         return set()
     forgotten = policy.forgotten_mask(batch)
-    decided, _ = ConsentPolicy(policy.registry).apply(batch)  # same rows, consent decided again
+    decided = apply_registry(batch, policy.registry)  # same rows, consent decided again
     lost = pc.or_(forgotten, pc.invert(granted_mask(decided)))
     lost_rows = batch.filter(lost)
     return {

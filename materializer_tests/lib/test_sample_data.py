@@ -93,7 +93,7 @@ def test_sample_spans_three_days_and_awkward_model_names(sample) -> None:
 def test_sample_has_every_consent_state_and_spelling(sample) -> None:
     rows, _, _ = sample
     assert {row["consent"] for row in rows} == {True, False, None}
-    assert {row["consent_source"] for row in rows} == {"column", "tag", "metadata", "none"}
+    assert {row["consent_source"] for row in rows} == {"column", "tag", "metadata", "unreadable", "none"}
     spellings = {str(row["metadata"]) for row in rows if row["consent_source"] == "metadata"}
     assert any('"consent_training": "no"' in text or '"consent_training": "0"' in text for text in spellings)
 
@@ -142,13 +142,15 @@ def test_sample_rejections_of_each_malformed_kind(sample) -> None:
     assert any(location.endswith(".jsonl:" + location.rsplit(":", 1)[-1]) for location in locations)
 
 
-def test_sample_registry_overrides_what_traces_say(sample) -> None:
+def test_sample_registry_refuses_more_and_forgets_but_never_overrides_a_refusal(sample) -> None:
     rows, _, _ = sample
     registry = ConsentRegistry.from_csv_text((SAMPLE / "consent_registry.csv").read_text(), "sample")
     before = {row["user_id"]: set() for row in rows}
     for row in rows:
         before[row["user_id"]].add(row["consent"])
     assert True in before["u-0003"] and None in before["u-0009"] | {None}
+    # newest row refuses (u-0003, u-0005 revoked; u-0011's "maybe" is a refusal): forgotten, written nowhere
+    assert set(registry.forgotten_users()) == {"u-0003", "u-0005", "u-0011"}
     batch = apply_registry(rows_to_batch(rows), registry)
     after = {}
     for user_id, consent, source in zip(
@@ -156,7 +158,8 @@ def test_sample_registry_overrides_what_traces_say(sample) -> None:
     ):
         after.setdefault(user_id, set()).add((consent, source))
     assert after["u-0003"] == {(False, SOURCE_REGISTRY)}  # traces said yes; the user revoked
-    assert after["u-0005"] == {(False, SOURCE_REGISTRY)}  # granted, later revoked: the newest row wins
-    assert after["u-0009"] == {(True, SOURCE_REGISTRY)}  # granted only in the registry
-    assert after["u-0011"] == {(None, SOURCE_REGISTRY)}  # "maybe" is unknown, never granted
+    assert after["u-0005"] == {(False, SOURCE_REGISTRY)}  # granted, later revoked: the withdrawal covers them
+    # granted only in the registry, before these traces; a trace that says "maybe" stays unknown
+    assert (True, SOURCE_REGISTRY) in after["u-0009"] and after["u-0009"] <= {(True, SOURCE_REGISTRY), (None, "unreadable")}
+    assert all(consent is not True for consent, _ in after["u-0004"] | after["u-0008"])  # refusals stay
     assert isinstance(batch, pa.RecordBatch)

@@ -14,7 +14,7 @@ import pytest
 from materializer_assets.pipeline.ingest import ASSETS
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_tests.pipeline.results import materialization_metadata
 
 DAY = "2026-04-18"
@@ -55,7 +55,8 @@ def source_dir(tmp_path) -> Path:
             _chat("t-unknown", "carol", ...),
             _chat("t-empty-string", "dan", ""),
             _chat("t-empty-response", "erin", True, answer=""),
-            _chat("t-revoked", "frank", True),  # the registry revokes frank
+            _chat("t-revoked", "frank", True),  # frank's newest registry row refuses: forgotten, written nowhere
+            _chat("t-withdrawn", "hank", True),  # hank withdrew after this trace, then granted again: refused
             _chat("t-registry-grant", "gina", ...),  # the registry grants gina
             _chat("t-other-model", "alice", True, model="glm-5-32b"),
             _chat("t-other-day", "alice", True, day="2026-04-17"),
@@ -65,14 +66,16 @@ def source_dir(tmp_path) -> Path:
     _write_jsonl(folder / "b.jsonl", [_chat("t-granted", "alice", True)])  # duplicate across files
     (tmp_path / "registry.csv").write_text(
         "user_id,granted,updated_at\nfrank,false,2026-04-20T00:00:00Z\ngina,true,2026-04-01T00:00:00Z\n"
+        "hank,true,2026-04-01T00:00:00Z\nhank,false,2026-04-20T00:00:00Z\nhank,true,2026-04-21T00:00:00Z\n"
     )
     return folder
 
 
-def _resources(source: str, warehouse: str, registry: str = "") -> dict:
+def _resources(source: str, warehouse: str, registry: str = "", erasure_list: str = "") -> dict:
     return {
         "trace_source": TraceSourceResource(source=source, consent_registry=registry),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(erasure_list=erasure_list),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
     }
 
@@ -114,14 +117,15 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     assert "<EMAIL>" in by_id["t-granted"]["prompt"]
 
     raw = materialization_metadata(result, "raw_traces")
-    assert raw["rows"] == 9  # 8 of the cell + the duplicate from b.jsonl
+    assert raw["rows"] == 9  # 8 of the cell + the duplicate from b.jsonl; not frank's
+    assert raw["rows_dropped_forgotten_users"] == 1
     assert raw["rows_by_consent"] == {"true": 4, "false": 3, "unknown": 2}
     assert raw["rejected_unattributed_by_reason"] == {"malformed_json": 1}
     consented_meta = materialization_metadata(result, "consented_parquet")
     assert consented_meta["rows_consented"] == 2
-    assert consented_meta["rows_refused"] == 3  # bob, bob2, frank (revoked)
+    assert consented_meta["rows_refused"] == 3  # bob, bob2, hank (withdrawn after the trace)
     assert consented_meta["rows_unknown_consent"] == 2  # carol, dan
-    assert consented_meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1}
+    assert consented_meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
     assert consented_meta["redactions"]["EMAIL"] >= 1
     # the registry grants (gina): every raw folder is read
     assert (consented_meta["raw_rows_read_whole"], consented_meta["raw_rows_only_counted"]) == (9, 0)
@@ -129,7 +133,8 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     # raw keeps every consent state in its own folder
     raw_cell = warehouse / f"raw-traces/date={DAY}/model={slug}"
     refused = pq.read_table(next((raw_cell / "consent=false").glob("*.parquet")))
-    assert sorted(refused.column("trace_id").to_pylist()) == ["t-no", "t-refused", "t-revoked"]
+    assert sorted(refused.column("trace_id").to_pylist()) == ["t-no", "t-refused", "t-withdrawn"]
+    assert not any("frank" in pq.read_table(p).column("user_id").to_pylist() for p in warehouse.rglob("*.parquet"))
     assert not any("consent=true" in str(p) and "t-unknown" in pq.read_table(p).column("trace_id").to_pylist()
                    for p in raw_cell.rglob("*.parquet"))
 
@@ -140,10 +145,10 @@ def test_without_a_granting_registry_only_consented_raw_files_are_read(source_di
     result = _materialize(_resources(str(source_dir), warehouse), model_slug(QWEN))
     assert result.success and all(_blocking_checks(result).values()), _checks(result)
     meta = materialization_metadata(result, "consented_parquet")
-    # consent=true holds alice (twice), erin and frank; bob, bob2, carol, dan and gina are only counted
-    assert (meta["raw_rows_read_whole"], meta["raw_rows_only_counted"]) == (4, 5)
-    assert (meta["rows_consented"], meta["rows_refused"], meta["rows_unknown_consent"]) == (2, 2, 3)
-    assert meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1}
+    # consent=true holds alice (twice), erin, frank and hank; bob, bob2, carol, dan and gina are only counted
+    assert (meta["raw_rows_read_whole"], meta["raw_rows_only_counted"]) == (5, 5)
+    assert (meta["rows_consented"], meta["rows_refused"], meta["rows_unknown_consent"]) == (3, 2, 3)
+    assert meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
     assert _checks(result)["counts_reconcile"]
 
 
