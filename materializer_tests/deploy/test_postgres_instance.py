@@ -14,7 +14,7 @@ import pytest
 
 from materializer_assets.pipeline.ingest.assets import consented_parquet, raw_traces
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 
 DAY = "2026-04-18"
 MODELS = ["glm-5-32b", "gpt-4o-mini-2024-07-18"]
@@ -26,6 +26,7 @@ def _sample_resources(warehouse) -> dict:
     return {
         "trace_source": TraceSourceResource(source=""),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=str(warehouse)),
     }
 

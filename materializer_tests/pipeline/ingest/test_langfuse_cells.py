@@ -11,7 +11,7 @@ import pytest
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline.ingest import ASSETS
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_tests.langfuse_server import expected_rows
 from materializer_tests.langfuse_server.data import DAY, GLM, GPT
 
@@ -22,6 +22,7 @@ def _resources(source: str, warehouse: str) -> dict:
     return {
         "trace_source": TraceSourceResource(source=source),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
     }
 

@@ -24,7 +24,7 @@ from materializer_assets.pipeline.ingest.sensors import (
     materialize_cells,
 )
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_tests.langfuse_server import expected_cells
 from materializer_tests.langfuse_server.data import DAY, GLM, NEXT_DAY, PREVIOUS_DAY, _add_trace, at
 
@@ -47,6 +47,7 @@ def _resources(source: str, warehouse: str) -> dict:
     return {
         "trace_source": TraceSourceResource(source=source),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
     }
 

@@ -14,7 +14,7 @@ import pytest
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline import ingest, lakehouse, scoring
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
 from materializer_assets.resources.scoring import JudgeMemberConfig, JudgeResource, RagasResource
 from materializer_tests.pipeline.results import materialization_metadata
@@ -60,6 +60,7 @@ def _resources(source, warehouse, judge=None, ragas=None) -> dict:
     return {
         "trace_source": TraceSourceResource(source=source),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
         "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
         "judge": judge or JudgeResource(),
