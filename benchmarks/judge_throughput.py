@@ -78,7 +78,10 @@ def make_traces(n: int):
         "prompt": [f"Question {i}: how do I configure autoscaling for an inference service?" for i in range(n)],
         "response": [f"Answer {i}: set minReplicas and a Prometheus trigger on running requests. " * 4 for i in range(n)],
         "contexts": [None] * n,
+        "user_id": [f"bench-user-{i % 97}" for i in range(n)],
+        "timestamp": pa.array([None] * n, pa.timestamp("us", tz="UTC")),
         "consent": [True] * n,
+        "consent_source": ["column"] * n,
     }
     return pa.table({name: data[name] for name in INPUT_COLUMNS})
 

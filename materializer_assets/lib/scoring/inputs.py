@@ -5,7 +5,9 @@ The upstream is whatever the upstream IO manager hands over: a
 Iceberg table (anything with ``to_batches(columns=...)``, or pyiceberg's
 ``to_arrow_batch_reader()``), a ``RecordBatchReader`` or a table. Only the
 columns scoring needs are read. A row without explicit consent is never
-scored — it is never sent to any endpoint — even if it reached the upstream.
+scored — it is never sent to any endpoint — even if it reached the upstream,
+and with a :class:`~..consent.ConsentPolicy` neither is a row the registry or
+the erasure list has refused since the upstream was written.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ..consent import granted_mask
+from ..consent import ConsentPolicy, granted_mask
 
+# What ConsentPolicy.apply reads: the user, the trace's time and the decision recorded upstream.
+CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
 INPUT_COLUMNS = (
     "trace_id",
     "observation_id",
@@ -28,10 +32,10 @@ INPUT_COLUMNS = (
     "prompt",
     "response",
     "contexts",
-    "consent",
+    *CONSENT_COLUMNS,
 )
-ID_COLUMNS = ("trace_id", "observation_id", "consent")
-_TYPES = {"contexts": pa.list_(pa.string()), "consent": pa.bool_()}
+ID_COLUMNS = ("trace_id", "observation_id", *CONSENT_COLUMNS)
+_TYPES = {"contexts": pa.list_(pa.string()), "consent": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class TraceInput:
 @dataclass
 class InputStats:
     rows_read: int = 0
-    rows_without_consent: int = 0
+    rows_without_consent: int = 0  # forgotten users' rows included
 
 
 def _schema_names(upstream: Any) -> list[str] | None:
@@ -100,10 +104,16 @@ def scan_batches(upstream: Any, columns: Sequence[str], batch_rows: int = 4096) 
             yield batch.slice(offset, batch_rows)
 
 
-def consented_only(batches: Iterable[pa.RecordBatch], stats: InputStats) -> Iterator[pa.RecordBatch]:
-    """Drop (and count) rows without explicit consent; they are never scored."""
+def consented_only(
+    batches: Iterable[pa.RecordBatch], stats: InputStats, policy: ConsentPolicy | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Drop (and count) rows without explicit consent, decided again by ``policy`` when given
+    (the registry may have changed since the upstream was written); they are never scored."""
     for batch in batches:
         stats.rows_read += batch.num_rows
+        if policy is not None:
+            batch, forgotten = policy.apply(batch)
+            stats.rows_without_consent += forgotten
         # scan_batches gives a null consent column when the upstream lacks one: fail closed.
         mask = granted_mask(batch)
         kept = pc.sum(mask).as_py() or 0

@@ -23,7 +23,9 @@ from ...lib.scoring.schema import (
     RAGAS_METRICS,
     RAGAS_SCORES_SCHEMA,
 )
+from ...lib.consent import ConsentPolicy
 from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.settings import ErasureResource, TraceSourceResource
 from ...resources.scoring import JudgeResource, RagasResource
 from ..partitions import cell_partitions, split_cell_key
 from ..check_results import check_result
@@ -56,10 +58,10 @@ def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.Asset
     ]
 
 
-def _score_cell(traces: Any, scorer, resource, stream_schema) -> CellStream:
+def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy) -> CellStream:
     """The cell's score rows as a stream; metadata is described once the stream was written."""
     inputs = InputStats()
-    batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs)
+    batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs, policy)
     return CellStream(
         score_stream(scorer, batches, chunk_rows=resource.chunk_size()),
         stream_schema,
@@ -72,8 +74,8 @@ def _score_cell(traces: Any, scorer, resource, stream_schema) -> CellStream:
     )
 
 
-def _consented_ids(traces: Any):
-    return consented_only(scan_batches(traces, ID_COLUMNS, READ_BATCH_ROWS), InputStats())
+def _consented_ids(traces: Any, policy: ConsentPolicy):
+    return consented_only(scan_batches(traces, ID_COLUMNS, READ_BATCH_ROWS), InputStats(), policy)
 
 
 def _score_and_check(
@@ -81,6 +83,7 @@ def _score_and_check(
     traces: Any,
     resource,
     parquet_io_manager: ParquetLakeIOManager,
+    policy: ConsentPolicy,
     stream_schema,
     *,
     check_prefix: str,
@@ -95,11 +98,11 @@ def _score_and_check(
     scorer = resource.cell_scorer(day, slug, parquet_io_manager.lake().root)
     if not scorer.configured:
         context.log.warning(unconfigured_warning)
-    stream = _score_cell(traces, scorer, resource, stream_schema)
+    stream = _score_cell(traces, scorer, resource, stream_schema, policy)
     yield dg.Output(stream)
     published = stream.published
     yield check_result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
-    every_scored = checks.check_every_trace_scored(_consented_ids(traces), published)
+    every_scored = checks.check_every_trace_scored(_consented_ids(traces, policy), published)
     yield check_result(f"{check_prefix}_every_trace_scored", every_scored, True)
     yield check_result(f"{check_prefix}_non_ok_share", checks.check_non_ok_share(published, resource.max_non_ok_share), False)
     return scorer
@@ -121,6 +124,8 @@ def judge_scores(
     context: dg.AssetExecutionContext,
     traces: Any,
     judge: JudgeResource,
+    trace_source: TraceSourceResource,
+    erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
     scorer = yield from _score_and_check(
@@ -128,6 +133,7 @@ def judge_scores(
         traces,
         judge,
         parquet_io_manager,
+        erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root),
         JUDGE_SCORES_SCHEMA,
         check_prefix="judge",
         vouchers={name: "status" for name in JUDGE_SCORE_COLUMNS},
@@ -161,6 +167,8 @@ def ragas_scores(
     context: dg.AssetExecutionContext,
     traces: Any,
     ragas: RagasResource,
+    trace_source: TraceSourceResource,
+    erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
     scorer = yield from _score_and_check(
@@ -168,6 +176,7 @@ def ragas_scores(
         traces,
         ragas,
         parquet_io_manager,
+        erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root),
         RAGAS_SCORES_SCHEMA,
         check_prefix="ragas",
         vouchers={name: f"{name}_status" for name in RAGAS_METRICS} | {"ragas_reward": "status"},

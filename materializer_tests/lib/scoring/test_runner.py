@@ -265,3 +265,23 @@ def test_an_empty_upstream_gives_no_rows(openai_server):
     empty = ds.dataset([], format="parquet")
     scorer = JudgeCellScorer(judges(openai_server, "judge-a"))
     assert list(score_stream(scorer, consented_only(scan_batches(empty, INPUT_COLUMNS), InputStats()))) == []
+
+
+def test_rows_the_policy_refuses_since_the_upstream_was_written_are_never_scored():
+    from materializer_assets.lib.consent import ConsentPolicy, ConsentRegistry
+    from materializer_tests.lib.helpers import make_batch
+
+    batch = pa.concat_batches(
+        [make_batch(2, user="gone", prefix="g"), make_batch(2, user="withdrew", prefix="w"), make_batch(2, prefix="k")]
+    )
+    registry = ConsentRegistry.from_rows(
+        [
+            {"user_id": "withdrew", "granted": "false", "updated_at": "2026-05-01T00:00:00Z"},
+            {"user_id": "withdrew", "granted": "true", "updated_at": "2026-06-01T00:00:00Z"},
+        ]
+    )
+    stats = InputStats()
+    policy = ConsentPolicy(registry, ["gone"])
+    kept = list(consented_only(scan_batches(pa.Table.from_batches([batch]), INPUT_COLUMNS), stats, policy))
+    assert sorted(t for b in kept for t in b.column("trace_id").to_pylist()) == ["k-0", "k-1"]
+    assert (stats.rows_read, stats.rows_without_consent) == (6, 4)
