@@ -38,10 +38,18 @@ extra memory (``overwrite`` holds the cell: +1.5 GB); the copies belong to the t
 Parquet lake may delete its own files whenever it re-publishes. Only the
 commit is retried on a concurrent-commit conflict; the files stay written.
 
-**Privacy in metadata**: manifests keep per-file lower/upper bounds. The table
-is created with ``counts`` metrics (no bounds) for ``user_id`` and the free
-text columns, so no user id or text prefix is copied into metadata, where an
-erasure could not reach it.
+**Privacy in metadata** (DESIGN §10): manifests keep per-file lower/upper
+bounds, and pyiceberg's default (``truncate(16)``) would copy the first 16
+characters of every string column into them. Every id-like or text column
+(every string, binary, list, struct or map column, and each nested field of
+those) gets the metrics mode ``none`` (no bounds, no counts), so no user id or
+text prefix lands in metadata, where an erasure could not reach it; the
+partition columns get ``full`` (untruncated bounds), so a cell delete drops
+whole files by their bounds instead of rewriting them, whatever the length
+of the model slug. :func:`metrics_properties` derives these
+``write.metadata.metrics.column.<name>`` properties from the table's schema;
+they are set when a table is created, and brought up to date whenever a
+table is loaded for writing, its schema evolves, or rows are deleted.
 """
 
 from __future__ import annotations
@@ -84,8 +92,11 @@ ICEBERG_DIR = "iceberg"
 SQLITE_FILE = "catalog.db"
 LOCAL_CATALOG_DIR_FOR_S3 = ".materializer/iceberg"
 
-# Columns whose values must never be copied into manifests as bounds.
-NO_BOUNDS_COLUMNS = ("user_id", "session_id", "prompt", "response", "metadata", "tools")
+METRICS_COLUMN_PREFIX = "write.metadata.metrics.column."
+NO_METRICS = "none"  # no bounds, no counts: nothing of the values in the manifests
+FULL_METRICS = "full"  # untruncated bounds: what a metadata-only cell delete needs
+# Free text and high-cardinality ids: no Parquet dictionary (it would not pay).
+NO_DICTIONARY_COLUMNS = ("user_id", "session_id", "prompt", "response", "metadata", "tools")
 
 DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
     "format-version": "2",
@@ -96,7 +107,6 @@ DEFAULT_TABLE_PROPERTIES: dict[str, str] = {
     # Every cell write is a commit: keep the metadata.json history bounded.
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
-    **{f"write.metadata.metrics.column.{name}": "counts" for name in NO_BOUNDS_COLUMNS},
 }
 
 SNAPSHOT_CELL_PROPERTY = "materializer.cell"
@@ -139,7 +149,7 @@ class CellMismatchError(IcebergError, ValueError):
 
 
 class _DropNoisyStatisticsWarnings(logging.Filter):
-    # Files without min/max on free-text columns are deliberate (see NO_BOUNDS_COLUMNS).
+    # Files without min/max on id and text columns are deliberate (see metrics_properties).
     def filter(self, record: logging.LogRecord) -> bool:
         return "statistics missing for column" not in record.getMessage()
 
@@ -316,6 +326,69 @@ def table_arrow_schema(table: Table) -> pa.Schema:
     return plain_arrow_schema(table.schema().as_arrow())
 
 
+def _nested_field_ids(field_type: Any) -> Iterator[int]:
+    """Ids of every field nested in a list, struct or map type (any depth)."""
+    from pyiceberg.types import ListType, MapType, StructType
+
+    if isinstance(field_type, StructType):
+        children = list(field_type.fields)
+    elif isinstance(field_type, ListType):
+        children = [field_type.element_field]
+    elif isinstance(field_type, MapType):
+        children = [field_type.key_field, field_type.value_field]
+    else:
+        return
+    for child in children:
+        yield child.field_id
+        yield from _nested_field_ids(child.field_type)
+
+
+def metrics_properties(schema: Any) -> dict[str, str]:
+    """The ``write.metadata.metrics.column.*`` properties an Iceberg ``schema`` needs.
+
+    ``none`` for every string, binary, UUID or fixed column and every list,
+    struct or map column, including each field nested in it under the name
+    pyiceberg looks up (e.g. ``messages.element.content``); ``full`` for the
+    partition columns. Other columns (numbers, booleans, timestamps)
+    keep the table default.
+    """
+    from pyiceberg.types import BinaryType, FixedType, StringType, UUIDType
+
+    properties: dict[str, str] = {}
+    for top in schema.fields:
+        kind = top.field_type
+        if top.name in PARTITION_COLUMNS:
+            properties[METRICS_COLUMN_PREFIX + top.name] = FULL_METRICS
+        elif not kind.is_primitive:
+            properties[METRICS_COLUMN_PREFIX + top.name] = NO_METRICS
+            for field_id in _nested_field_ids(kind):
+                name = schema.find_column_name(field_id)
+                if name:
+                    properties[METRICS_COLUMN_PREFIX + name] = NO_METRICS
+        elif isinstance(kind, (StringType, BinaryType, UUIDType, FixedType)):
+            properties[METRICS_COLUMN_PREFIX + top.name] = NO_METRICS
+    return properties
+
+
+def ensure_metrics_properties(table: Table) -> dict[str, str]:
+    """Bring the table's metrics properties up to date with its current schema; returns what changed.
+
+    A no-op (no commit) when nothing is missing, so it runs before every write:
+    tables created before a column existed, or before this rule, get it on
+    their next write. Retried on a concurrent commit.
+    """
+    changed: dict[str, str] = {}
+    for attempt in _commit_attempts():
+        with attempt:
+            table.refresh()
+            wanted = metrics_properties(table.schema())
+            changed = {key: value for key, value in wanted.items() if table.properties.get(key) != value}
+            if changed:
+                with table.transaction() as transaction:
+                    transaction.set_properties(changed)
+    return changed
+
+
 def ensure_table(
     catalog: Catalog,
     identifier: str,
@@ -323,15 +396,20 @@ def ensure_table(
     properties: Mapping[str, str] | None = None,
     location: str | None = None,
 ) -> Table:
-    """Load the table, or create it partitioned by identity(date), identity(model_slug).
+    """Load the table for writing, or create it partitioned by identity(date), identity(model_slug).
 
     Safe when several processes race to create it: the loser loads the winner's.
+    Either way the table's metrics properties are those :func:`metrics_properties`
+    asks for (set at creation, updated on an existing table).
     """
     namespace, _ = split_identifier(identifier)
     try:
-        return catalog.load_table(identifier)
+        table = catalog.load_table(identifier)
     except NoSuchTableError:
         pass
+    else:
+        ensure_metrics_properties(table)
+        return table
     missing = [name for name in PARTITION_COLUMNS if name not in schema.names]
     if missing:
         raise IncompatibleSchemaError(f"cannot create {identifier}: the data has no partition column(s) {missing}")
@@ -348,9 +426,13 @@ def ensure_table(
             with transaction.update_spec() as spec:
                 for name in PARTITION_COLUMNS:
                     spec.add_identity(name)
+            # Field ids (and so nested column names) exist once the schema is in the transaction.
+            transaction.set_properties(metrics_properties(transaction.table_metadata.schema()))
     except (TableAlreadyExistsError, CommitFailedException):
         pass
-    return catalog.load_table(identifier)
+    table = catalog.load_table(identifier)
+    ensure_metrics_properties(table)  # a no-op unless another process created it differently
+    return table
 
 
 def evolve_schema(table: Table, incoming: pa.Schema) -> list[str]:
@@ -645,17 +727,20 @@ class _CellFileWriter:
         self.row_group_bytes = 64 * 2**20
         self.target_file_bytes = int(properties.get("write.target-file-size-bytes", str(512 * 2**20)))
         level = properties.get("write.parquet.compression-level")
+        # Columns whose metrics Iceberg does not keep need no Parquet statistics either.
         no_statistics = {
-            key.removeprefix("write.metadata.metrics.column.")
+            key.removeprefix(METRICS_COLUMN_PREFIX)
             for key, value in properties.items()
-            if key.startswith("write.metadata.metrics.column.") and value in ("counts", "none")
+            if key.startswith(METRICS_COLUMN_PREFIX) and value in ("counts", NO_METRICS)
         }
         self.writer_options = {
             "compression": properties.get("write.parquet.compression-codec", "zstd"),
             "compression_level": int(level) if level not in (None, "") else None,
             "write_statistics": [name for name in schema.names if name not in no_statistics],
             # Dictionaries pay on short repeated values, not on free text or nested lists.
-            "use_dictionary": [f.name for f in schema if f.name not in no_statistics and not pa.types.is_nested(f.type)],
+            "use_dictionary": [
+                f.name for f in schema if f.name not in NO_DICTIONARY_COLUMNS and not pa.types.is_nested(f.type)
+            ],
         }
         self.paths: list[str] = []
         self._lanes = [_Lane(self, i) for i in range(lanes or max(1, min(2, os.cpu_count() or 1)))]
@@ -749,6 +834,7 @@ def replace_cell_from_batches(
     """Replace ``cell`` with the rows streamed in ``batches`` (all of which must belong to it)."""
     started = datetime.now(timezone.utc)
     added = evolve_schema(table, schema)
+    ensure_metrics_properties(table)  # new columns too: before any file is written or registered
     target = table_arrow_schema(table)
     writer = _CellFileWriter(table, cell, target)
     try:
@@ -842,6 +928,7 @@ def replace_cell_from_files(
     if footers:
         file_schema = footers[0][1].schema.to_arrow_schema()
     added = evolve_schema(table, file_schema)
+    ensure_metrics_properties(table)  # add_files computes each file's metrics from these
     target = table_arrow_schema(table)
     if not all(_copyable(meta.schema.to_arrow_schema(), target) for _, meta in footers):
         dataset = ds.dataset([p for p, _ in footers], format="parquet", filesystem=source_fs)
@@ -1021,6 +1108,7 @@ def delete_rows(table: Table, column: str, values: Iterable[str], snapshot_prope
     if not counts:
         return {}
     predicate = In(column, sorted(set(values)))
+    ensure_metrics_properties(table)  # the rewritten files' metrics follow the table's properties
     for attempt in _commit_attempts():
         with attempt:
             table.refresh()

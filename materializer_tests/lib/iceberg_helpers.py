@@ -101,3 +101,44 @@ def parquet_rows_with(filesystem: pafs.FileSystem, paths, column: str, values) -
 def all_files(filesystem: pafs.FileSystem, root: str) -> list[str]:
     selector = pafs.FileSelector(root, recursive=True, allow_not_found=True)
     return sorted(i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File)
+
+
+def file_metrics(table) -> list[dict]:
+    """Per live data file of ``table``, the column metrics its manifest entry holds, by column name:
+    ``{"lower": {name: bytes}, "upper": {...}, "value_counts": {name: n}, "null_counts": {...}}``
+    (read with ``table.inspect.files()``, i.e. from the manifests themselves)."""
+    table.refresh()
+    schema = table.schema()
+
+    def named(pairs) -> dict:
+        return {schema.find_column_name(field_id): value for field_id, value in (pairs or [])}
+
+    return [
+        {
+            "path": row["file_path"],
+            "lower": named(row["lower_bounds"]),
+            "upper": named(row["upper_bounds"]),
+            "value_counts": named(row["value_counts"]),
+            "null_counts": named(row["null_value_counts"]),
+        }
+        for row in table.inspect.files().to_pylist()
+    ]
+
+
+def id_and_text_columns(table) -> list[str]:
+    """Every string/binary column and every list/struct/map column and nested field of ``table``
+    except the partition columns: the columns whose values must never reach the manifests."""
+    from pyiceberg.schema import index_by_id
+    from pyiceberg.types import BinaryType, StringType
+
+    schema = table.schema()
+    names = []
+    for field_id, field in sorted(index_by_id(schema).items()):
+        name = schema.find_column_name(field_id)
+        kind = field.field_type
+        top = name.split(".")[0]
+        if top in ice.PARTITION_COLUMNS:
+            continue
+        if not schema.find_field(top).field_type.is_primitive or isinstance(kind, (StringType, BinaryType)):
+            names.append(name)
+    return names

@@ -14,12 +14,22 @@ from materializer_assets.lib.lake import CellAddress, ParquetLake
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.storage import resolve
 from materializer_tests.lib.helpers import make_batch
-from materializer_tests.lib.iceberg_helpers import CATALOG_KINDS, all_files, make_case, parquet_rows_with
+from materializer_tests.lib.iceberg_helpers import (
+    CATALOG_KINDS,
+    all_files,
+    file_metrics,
+    id_and_text_columns,
+    make_case,
+    parquet_rows_with,
+)
 
 DAY = "2026-04-18"
 GLM = "glm-5-32b"
 CELL = ice.Cell(DAY, GLM)
 OTHER = ice.Cell("2026-04-19", GLM)
+# 60 characters: pyiceberg's default metrics would truncate its bounds to 16.
+LONG_SLUG = "acme-research-router-v2-instruct-long-context-preview-2026-04"[:60]
+assert len(LONG_SLUG) == 60
 
 
 @pytest.fixture(params=CATALOG_KINDS)
@@ -223,6 +233,7 @@ def test_a_new_column_arrives_without_rewriting_old_files(tmp_path):
     commit = ice.replace_cell_from_files(table, OTHER, ice.ParquetCellFiles.from_dataset(lake.open_cell(address)))
     assert commit.columns_added == ["tools"] and commit.method == "copy"
     assert table.refresh().schema().find_field("tools").optional
+    assert table.properties["write.metadata.metrics.column.tools"] == "none"  # the new column's metrics too
     assert _live_files(table, CELL) == old_files  # old data files untouched
     old_cell = ice.IcebergCell(table, CELL).to_table()
     assert old_cell.column("tools").to_pylist() == [None] * 3
@@ -288,14 +299,106 @@ def test_partitioning_properties_and_row_groups(sqlite_table):
     assert sorted(row_groups) == [8_928, 65_536, 65_536]  # full row groups, the rest last
 
 
-def test_manifests_keep_no_user_id_or_text_bounds(sqlite_table):
-    table = sqlite_table
+def _assert_manifests_hold_no_id_or_text_metrics(table, cells: set[tuple[str, str]]) -> None:
+    """No bound or count of any id/text column in any manifest entry; full-length partition bounds."""
+    hidden = set(id_and_text_columns(table))
+    files = file_metrics(table)
+    assert files
+    for entry in files:
+        for kind in ("lower", "upper", "value_counts", "null_counts"):
+            assert not hidden & set(entry[kind]), (kind, sorted(hidden & set(entry[kind])))
+    # date and model_slug: exact (untruncated) bounds, one cell per file
+    found = set()
+    for entry in files:
+        assert entry["lower"]["date"] == entry["upper"]["date"]
+        assert entry["lower"]["model_slug"] == entry["upper"]["model_slug"]
+        found.add((entry["lower"]["date"].decode(), entry["lower"]["model_slug"].decode()))
+    assert found == cells
+
+
+def test_manifests_keep_no_user_id_or_text_bounds_and_full_partition_bounds(case):
+    table = ice.ensure_table(case.catalog(), ice.DEFAULT_TABLE, NORMALIZED_SCHEMA)
+    hidden = set(id_and_text_columns(table))
+    assert {"trace_id", "user_id", "session_id", "prompt", "response", "metadata", "tools", "model", "content_hash",
+            "messages.element.content", "contexts.element", "tags.element"} <= hidden
+    assert not {"date", "model_slug", "timestamp"} & hidden
+    properties = table.properties
+    for name in hidden:
+        assert properties[f"write.metadata.metrics.column.{name}"] == "none", name
+    assert properties["write.metadata.metrics.column.date"] == "full"
+    assert properties["write.metadata.metrics.column.model_slug"] == "full"
+
+    # written here (batches) ...
     ice.replace_cell_from_batches(table, CELL, [make_batch(3, user="secret-user")], NORMALIZED_SCHEMA)
-    schema = table.schema()
-    hidden = {schema.find_field(name).field_id for name in ("user_id", "prompt", "response")}
-    for row in table.inspect.files().to_pylist():
-        assert hidden.isdisjoint({fid for fid, _ in row["lower_bounds"]} | {fid for fid, _ in row["upper_bounds"]})
-        assert {fid for fid, _ in row["lower_bounds"]} >= {schema.find_field("date").field_id}
+    # ... and copied from the lake (add_files reads the lake files' own footer statistics)
+    long_cell = ice.Cell(DAY, LONG_SLUG)
+    lake = case.lake()
+    address = CellAddress("langfuse-traces", DAY, LONG_SLUG)
+    lake.write_cell(address, iter([make_batch(4, model=LONG_SLUG, user="another-secret-user")]), NORMALIZED_SCHEMA)
+    copied = ice.replace_cell_from_files(table, long_cell, ice.ParquetCellFiles.from_dataset(lake.open_cell(address)))
+    assert copied.method == "copy" and copied.rows == 4
+    _assert_manifests_hold_no_id_or_text_metrics(table, {(DAY, GLM), (DAY, LONG_SLUG)})
+    # the rows themselves are intact
+    assert ice.IcebergCell(table, long_cell).count_rows() == 4 and _user_ids(table, CELL) == ["secret-user"] * 3
+
+
+def test_a_table_without_the_metrics_properties_gets_them_on_its_next_write(tmp_path):
+    catalog = ice.load_catalog(ice.CatalogSettings(name="materializer_test", warehouse=str(tmp_path / "wh")))
+    table = ice.ensure_table(catalog, ice.DEFAULT_TABLE, NORMALIZED_SCHEMA)
+    # As a table created before this rule: no metrics properties, pyiceberg's truncate(16) default.
+    metrics = [key for key in table.properties if key.startswith(ice.METRICS_COLUMN_PREFIX)]
+    with table.transaction() as transaction:
+        transaction.remove_properties(*metrics)
+    rows = pa.Table.from_batches([make_batch(2, user="leaky-user", day=OTHER.date)]).cast(ice.table_arrow_schema(table))
+    table.append(rows)
+    (leaky,) = file_metrics(table)
+    assert leaky["lower"]["user_id"] == b"leaky-user" and "trace_id" in leaky["lower"]  # what the rule prevents
+
+    table = ice.ensure_table(catalog, ice.DEFAULT_TABLE, NORMALIZED_SCHEMA)  # loaded for writing
+    assert {k: v for k, v in table.properties.items() if k.startswith(ice.METRICS_COLUMN_PREFIX)} == ice.metrics_properties(
+        table.schema()
+    )
+    ice.replace_cell_from_batches(table, OTHER, [make_batch(3, day=OTHER.date, prefix="v2")], NORMALIZED_SCHEMA)
+    _assert_manifests_hold_no_id_or_text_metrics(table, {(OTHER.date, GLM)})
+
+    # A column that arrives later (schema evolution) gets its property before its first file.
+    with table.transaction() as transaction:
+        transaction.remove_properties(*[k for k in table.properties if k.startswith(ice.METRICS_COLUMN_PREFIX)])
+    extended = make_batch(2)
+    extended = extended.append_column("reasoning", pa.array(["because the user said so", "quoting the prompt"]))
+    ice.replace_cell_from_batches(table, CELL, [extended], extended.schema)
+    assert table.refresh().properties["write.metadata.metrics.column.reasoning"] == "none"
+    assert "reasoning" in id_and_text_columns(table)
+    _assert_manifests_hold_no_id_or_text_metrics(table, {(OTHER.date, GLM), (DAY, GLM)})
+
+
+def test_replacing_a_cell_with_a_60_character_model_slug_is_a_metadata_only_delete(sqlite_table):
+    from pyiceberg.table.snapshots import Operation
+
+    table = sqlite_table
+    cell = ice.Cell(DAY, LONG_SLUG)
+    first = ice.replace_cell_from_batches(table, cell, [make_batch(3, model=LONG_SLUG)], NORMALIZED_SCHEMA)
+    assert first.files == 1
+    before = {snapshot.snapshot_id for snapshot in table.snapshots()}
+    ice.replace_cell_from_batches(table, cell, [make_batch(2, model=LONG_SLUG, prefix="v2")], NORMALIZED_SCHEMA)
+    new = [snapshot for snapshot in table.refresh().snapshots() if snapshot.snapshot_id not in before]
+    # The old file is dropped by its (full-length) partition bounds, not read and rewritten (an overwrite).
+    assert [snapshot.summary.operation for snapshot in new] == [Operation.DELETE, Operation.APPEND]
+    dropped = new[0].summary
+    assert dropped["deleted-data-files"] == "1" and dropped["deleted-records"] == "3"
+    assert dropped["added-data-files"] is None and dropped["added-records"] is None
+
+    # Replaced by nothing: the commit is only the delete, so it is the current snapshot.
+    written = set(ice.table_files(table))
+    ice.replace_cell_from_batches(table, cell, [], NORMALIZED_SCHEMA)
+    summary = table.refresh().current_snapshot().summary
+    assert summary.operation == Operation.DELETE
+    assert summary["deleted-data-files"] == "1" and summary["deleted-records"] == "2"
+    assert summary["added-data-files"] is None and summary["added-records"] is None
+    assert summary["added-files-size"] is None and summary["total-data-files"] == "0"
+    new_files = set(ice.table_files(table)) - written
+    assert not [path for path in new_files if path.endswith(".parquet")]  # no data file rewritten
+    assert ice.IcebergCell(table, cell).count_rows() == 0
 
 
 def test_a_loaded_cell_reads_one_snapshot_and_works_with_the_checks(sqlite_table):

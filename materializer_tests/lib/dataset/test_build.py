@@ -29,6 +29,7 @@ from materializer_assets.lib.dataset.splits import SplitConfig
 from materializer_assets.lib.normalize import ReadOptions, build_examples
 from materializer_assets.lib.scoring.schema import JUDGE_SCORES_SCHEMA, RAGAS_SCORES_SCHEMA
 from materializer_assets.lib.stages import ConsentViolation
+from materializer_tests.lib.iceberg_helpers import file_metrics, id_and_text_columns
 
 from .builders import EXTRACTED_AT, by_trace, set_column, table, trace
 
@@ -234,6 +235,15 @@ def test_a_reward_cell_is_stored_in_iceberg_and_rewritten_idempotently(traces, t
     assert Counter(stored.column("iceberg_snapshot_id").to_pylist()) == Counter({SNAPSHOT: 6})
     assert stored.column("messages").to_pylist()[0][0]["role"] == "user"
     assert check_consent_lineage(stored).passed and check_final_reward_range(stored).passed
+    # The manifests hold no bound or count of any id or text column (DESIGN §10), full partition bounds.
+    hidden = set(id_and_text_columns(iceberg))
+    assert {"split_key", "user_id", "trace_id", "prompt", "response", "messages.element.content", "contexts.element",
+            "label", "split", "reward_spec"} <= hidden
+    (entry,) = file_metrics(iceberg)
+    for kind in ("lower", "upper", "value_counts", "null_counts"):
+        assert not hidden & set(entry[kind]), (kind, sorted(hidden & set(entry[kind])))
+    assert entry["lower"]["model_slug"] == entry["upper"]["model_slug"] == b"glm-5-32b"
+    assert entry["lower"]["date"] == entry["upper"]["date"] == b"2026-04-18"
 
 
 def test_an_empty_cell_builds_an_empty_table_with_the_schema():
