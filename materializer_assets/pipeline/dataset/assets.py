@@ -33,10 +33,10 @@ from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
-from ...lib.erasure import ErasureLedger
 from ...lib.lake import CellStream
 from ...lib.scoring.inputs import InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.settings import ErasureResource
 from ..partitions import cell_partitions
 from ..check_results import check_result
 from .resources import RewardDatasetResource
@@ -67,15 +67,6 @@ def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None
 def _markdown(metadata: dict) -> dict:
     """Markdown strings (``*_md``) as MetadataValue.md so the UI renders them as tables."""
     return {key: dg.MetadataValue.md(value) if key.endswith("_md") else value for key, value in metadata.items()}
-
-
-def _erasure_ledger(parquet_io_manager: ParquetLakeIOManager) -> ErasureLedger:
-    """The erasure audit's ledger: its salt keys split_key and every user hash in metadata.
-
-    Salt from MATERIALIZER_ERASURE_SALT, else the warehouse's ``_erasure/salt``
-    (created once), as for the erasure job and raw_traces.
-    """
-    return ErasureLedger(parquet_io_manager.lake().root, salt=os.environ.get("MATERIALIZER_ERASURE_SALT") or None)
 
 
 def _scorer_version(reward_spec: str) -> str:
@@ -136,10 +127,13 @@ def reward_dataset(
     judge_scores: ds.Dataset,
     ragas_scores: ds.Dataset,
     reward_settings: RewardDatasetResource,
+    erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
     reward_config = reward_settings.reward_config()
-    ledger = _erasure_ledger(parquet_io_manager)
+    # The erasure audit's ledger: its salt (MATERIALIZER_ERASURE_SALT, else the warehouse's
+    # _erasure/salt) keys split_key and every user hash in metadata.
+    ledger = erasure.ledger(parquet_io_manager.lake().root)
     scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
     builder = RewardDatasetBuilder(
         reward_config,
