@@ -42,6 +42,14 @@ def test_run_on_the_bundled_sample_writes_the_lake(tmp_path):
     assert set(table.column("consent").to_pylist()) == {True}
     assert set(table.column("date").to_pylist()) == {"2026-04-18"}
     assert (tmp_path / ".materializer" / "dagster_home").is_dir()
+    # The sample's users whose newest registry row refuses are in no file, raw included, and the
+    # reconciliation before the cells had nothing to remove: the counts printed stay true.
+    assert "consent: forgot 3 user(s), revoked 0 row(s), removed 0 row(s)" in result.stdout, result.stdout
+    trace_files = [str(p) for p in warehouse.glob("*-traces/**/*.parquet")]  # raw-traces, langfuse-traces
+    users = ds.dataset(trace_files).to_table(columns=["user_id"]).column("user_id").to_pylist()
+    assert users and not {"u-0003", "u-0005", "u-0011"} & set(users)
+    again = _run(["reconcile"], tmp_path)
+    assert again.returncode == 0 and "consent: nothing to reconcile" in again.stdout, again.stdout + again.stderr
 
 
 def test_run_one_model_by_its_name(tmp_path):
