@@ -631,7 +631,11 @@ def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
                 try:
                     column = column.cast(f.type)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise IncompatibleSchemaError(f"column {f.name!r}: cannot write {column.type} as {f.type}: {exc}") from exc
+                    # Arrow's message may quote the value (a prompt, a user id): it would end up in the
+                    # run's failure event, which cannot be erased. Name the column and the types only.
+                    raise IncompatibleSchemaError(
+                        f"column {f.name!r}: cannot write {column.type} as {f.type} ({type(exc).__name__})"
+                    ) from None
         else:
             column = pa.nulls(batch.num_rows, f.type)
         if not f.nullable and column.null_count:

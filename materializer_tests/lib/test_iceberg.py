@@ -258,6 +258,16 @@ def test_an_incompatible_change_fails_with_a_clear_message_and_changes_nothing(s
     assert ice.IcebergCell(table, CELL).count_rows() == 2
 
 
+def test_a_value_that_cannot_be_cast_is_not_quoted_in_the_error():
+    # The error becomes the run's failure event, which cannot be erased: column and types only.
+    target = pa.schema([pa.field("latency_ms", pa.int64())])
+    batch = pa.RecordBatch.from_arrays([pa.array(["my email is alice@example.com"])], names=["latency_ms"])
+    with pytest.raises(ice.IncompatibleSchemaError) as info:
+        ice.conform_batch(batch, target)
+    assert "'latency_ms': cannot write string as int64" in str(info.value)
+    assert "alice" not in str(info.value) and info.value.__cause__ is None and info.value.__suppress_context__
+
+
 def test_a_required_column_with_nulls_is_refused(sqlite_table):
     batch = make_batch(2)
     loose = pa.schema([f.with_nullable(True) for f in batch.schema])
