@@ -1,24 +1,31 @@
-"""GDPR erasure: forget users everywhere we keep their data, provably, once per request.
+"""GDPR erasure and consent reconciliation: every output made to agree with today's decisions.
 
 Who is erased (an :class:`ErasureRequest` each):
 
-- users whose current consent-registry decision is ``granted = false``
-  (revoked or refused), and
+- users whose newest consent-registry row refuses (revoked, refused or
+  unreadable; see :mod:`.consent`), and
 - users on an erasure list (``MATERIALIZER_ERASURE_LIST``: CSV with a
   ``user_id`` column and optionally ``requested_at``, Parquet with the same
   columns, or plain text with one id per line).
 
 A request is *pending* until a run erased it; the ledger
 (``<warehouse>/_erasure/state.json``) remembers, per salted hash of the user id,
-the newest request time already handled. A new revocation with a newer
-timestamp is pending again; a second run with nothing new is a no-op.
+the newest request time already handled and when it was erased (rows up to
+then never come back: :meth:`ErasureLedger.erased_until`). A new revocation
+with a newer timestamp is pending again; a second run with nothing new is a no-op.
+
+What else is revoked (with a :class:`~.consent.ConsentPolicy`): rows an output
+still holds as granted that the policy no longer grants, although their user
+is kept (a withdrawal after a re-grant, a registry grant removed or turned
+unreadable). They leave every consented output; ``raw_traces`` refiles them
+under ``consent=false|unknown``.
 
 Where from: every :class:`ErasableOutput` — the Parquet lake datasets
 (``raw-traces``, ``langfuse-traces`` and any other ``lake_dataset``), every
 Iceberg table, and whatever later stages register with
-:func:`register_erasable_output` (exports, caches). An output keyed by user
-erases by ``user_id``; one without that column erases by the ``trace_id``s
-the other outputs hold for those users.
+:func:`register_erasable_output` (exports, the score cache). An output keyed
+by user erases by ``user_id`` (and revoked ``(user_id, trace_id)`` pairs); one
+without that column erases by the ``trace_id``s the other outputs hold for them.
 
 How, per run:
 
@@ -31,8 +38,8 @@ How, per run:
    files only they referenced, old metadata versions and stale orphans;
    delete stale lake leftovers (unpublished files, old staging);
 4. verify by reading every Parquet file physically present under each output
-   (not just the live ones): any remaining row fails the run and nothing is
-   recorded, so the next run retries;
+   (not just the live ones): any remaining row, or a file that cannot be read,
+   fails the run and nothing is recorded, so the next run retries;
 5. write an audit record ``<warehouse>/_erasure/audit/<time>-<id>.json``
    (when, salted hashes of the user ids, rows removed per output and cell)
    and update the ledger.
@@ -860,14 +867,17 @@ def run_erasure(
     """
     pending = ledger.pending(merge_requests(requests))
     user_ids = frozenset(r.user_id for r in pending)
+    changes = ledger.registry_changes(policy.registry) if policy is not None else {}
+    # Every stage applies the policy when it writes, so only a registry that changed since the last
+    # complete run (or a first run) can have left granted rows behind: then every output is scanned.
+    scan = policy is not None and (any(changes.values()) or "registry" not in ledger.state)
     revoked: set[tuple[str, str]] = set()
-    if policy is not None:
+    if scan:
         for output in outputs:
             revoked |= output.revoked_rows(policy)
     revoked = {(user, trace) for user, trace in revoked if user not in user_ids}
-    changes = ledger.registry_changes(policy.registry) if policy is not None else {}
     if not pending and not revoked:
-        if policy is not None and any(changes.values()):
+        if scan:
             ledger.record([], now or datetime.now(timezone.utc), "", policy.registry)  # nothing to remove
         return ErasureReport(None, None, 0)
     now = now or datetime.now(timezone.utc)
