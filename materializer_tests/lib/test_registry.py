@@ -14,9 +14,10 @@ CSV = "user_id,granted,updated_at\nalice,true,2026-01-01T00:00:00Z\nalice,false,
 
 
 def _assert_expected(registry):
-    assert registry.get("alice").granted is False  # the newer row wins
-    assert registry.get("bob").granted is True
-    assert registry.get("carol") is None
+    assert [entry.granted for entry in registry.history("alice")] == [True, False]  # every row, oldest first
+    assert registry.newest("alice").granted is False and set(registry.forgotten_users()) == {"alice"}
+    assert registry.newest("bob").granted is True
+    assert registry.newest("carol") is None and registry.history("carol") == ()
 
 
 def test_csv_file(tmp_path):
@@ -55,7 +56,7 @@ def test_postgres_table(pg_url):
         conn.execute("CREATE TABLE other_name (user_id text, granted text, updated_at timestamptz)")
         conn.execute("INSERT INTO other_name VALUES ('zed', 'no', now())")
     _assert_expected(load_registry(pg_url))
-    assert load_registry(f"{pg_url}?table=other_name").get("zed").granted is False
+    assert load_registry(f"{pg_url}?table=other_name").newest("zed").granted is False
 
 
 def test_unreadable_registries_fail_closed_and_hide_passwords(tmp_path, pg_admin_url):

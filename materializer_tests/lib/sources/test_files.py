@@ -263,7 +263,9 @@ def test_observation_line_uses_trace_id_and_skips_non_generations(tmp_path: Path
         ({"consent": "0"}, False, "column"),
         ({"consent": ""}, None, "none"),
         ({"consent": True}, True, "column"),
-        ({"consent": "maybe", "tags": ["consent:training"]}, True, "tag"),
+        ({"consent": "maybe", "tags": ["consent:training"]}, None, "unreadable"),  # a doubt blocks grants
+        ({"consent": True, "metadata": {"consent_training": "no"}}, False, "metadata"),  # any refusal wins
+        ({"consent": "yes", "tags": ["consent:refused"]}, False, "tag"),
         ({}, None, "none"),
     ],
 )

@@ -249,21 +249,23 @@ CONSENT_CASES = [
     (None, {"consent_training": "yes"}, True, "metadata"),
     (None, {"consent_training": " YES\t"}, True, "metadata"),
     (None, {"consent_training": "\u3000Opt-In\u00a0"}, True, "metadata"),
-    (None, {"consent_training": "maybe"}, None, "none"),
+    (None, {"consent_training": "maybe"}, None, "unreadable"),  # present but unreadable: a doubt
+    (True, {"consent_training": "maybe"}, None, "unreadable"),  # ... that blocks the column's grant
+    (True, {"consent_training": "no"}, False, "metadata"),  # any refusal wins over any grant
     (None, {"consent_training": True}, True, "metadata"),
     (None, {"consent_training": False}, False, "metadata"),
     (None, {"consent_training": 1}, True, "metadata"),
     (None, {"consent_training": 0}, False, "metadata"),
     (None, {"consent_training": 1.0}, True, "metadata"),
-    (None, {"consent_training": 2}, None, "none"),
-    (None, {"consent_training": ["yes"]}, None, "none"),
+    (None, {"consent_training": 2}, None, "unreadable"),
+    (None, {"consent_training": ["yes"]}, None, "unreadable"),
     (None, {"consent_training": None}, None, "none"),
     (None, {"tags": ["consent:training"]}, True, "tag"),
     (None, {"tags": [" Consent:Granted "]}, True, "tag"),
     (None, {"tags": ["consent:training", "consent:refused"]}, False, "tag"),
     (None, {"tags": ["no-consent"], "consent_training": "yes"}, False, "tag"),
     (None, {"tags": ["CONSENT:TRA\u0130NING"]}, None, "none"),  # Python lowers İ to "i̇", not "i"
-    (None, {"consent_training": "\u0130"}, None, "none"),
+    (None, {"consent_training": "\u0130"}, None, "unreadable"),
     (None, {"tags": ["other"], "consent_training": "no"}, False, "metadata"),
     (None, {"tags": "consent:training"}, None, "none"),  # not an array: no tags
 ]
