@@ -335,13 +335,14 @@ def run_ours_dagster(url: str, day: date, out_dir: Path, with_iceberg: bool = Fa
 
     from materializer_assets.pipeline import ingest  # nothing downstream is materialized
     from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-    from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+    from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 
     started = time.perf_counter()
     assets = list(ingest.ASSETS)
     resources = {
         "trace_source": TraceSourceResource(source=url),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=str(out_dir)),
     }
     if with_iceberg:  # imported only then: pyiceberg is not part of the extraction's footprint
@@ -403,6 +404,7 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
 
 def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
     """The same work through the lib functions the assets call, without Dagster."""
+    from materializer_assets.lib.consent import ConsentPolicy
     from materializer_assets.lib.lake import CellAddress, ParquetLake, read_ahead
     from materializer_assets.lib.redaction import Redactor
     from materializer_assets.lib.schema import NORMALIZED_SCHEMA
@@ -427,10 +429,10 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
             raw = CellAddress("raw-traces", day.isoformat(), slug)
             cell = reader.read_cell(day, slug)
             written = lake.write_cell(
-                raw, raw_stage(read_ahead(cell.batches), None, RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
+                raw, raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
             )
             rows_read += written.rows
-            consented = consented_from_raw(lake.open_cell(raw), None, redactor, ConsentedStats())
+            consented = consented_from_raw(lake.open_cell(raw), ConsentPolicy(), redactor, ConsentedStats())
             written = lake.write_cell(
                 CellAddress("langfuse-traces", day.isoformat(), slug),
                 consented,
