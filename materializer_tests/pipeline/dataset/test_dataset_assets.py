@@ -21,7 +21,7 @@ from materializer_assets.lib.storage import resolve
 from materializer_assets.pipeline import dataset, ingest, lakehouse, scoring
 from materializer_assets.pipeline.dataset import RewardDatasetResource, reward_settings_from_env
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ParquetLakeIOManager, PrivacyResource, TraceSourceResource
+from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
 from materializer_assets.resources.scoring import JudgeResource, RagasResource
 from materializer_tests.pipeline.results import materialization_metadata
@@ -100,6 +100,7 @@ def _resources(source, warehouse, server, **settings) -> dict:
     return {
         "trace_source": TraceSourceResource(source=source),
         "privacy": PrivacyResource(),
+        "erasure": ErasureResource(),
         "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
         "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
         "judge": JudgeResource(base_url=server.base_url, model="judge-a", **fast),
