@@ -34,9 +34,9 @@ from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
 from ...lib.lake import CellStream
-from ...lib.scoring.inputs import InputStats, consented_only, scan_batches
+from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
-from ...resources.settings import ErasureResource
+from ...resources.settings import ErasureResource, TraceSourceResource
 from ..partitions import cell_partitions
 from ..check_results import check_result
 from .resources import RewardDatasetResource
@@ -127,6 +127,7 @@ def reward_dataset(
     judge_scores: ds.Dataset,
     ragas_scores: ds.Dataset,
     reward_settings: RewardDatasetResource,
+    trace_source: TraceSourceResource,
     erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
@@ -143,12 +144,15 @@ def reward_dataset(
         # split_key = HMAC(erasure salt, group key): stable across runs, never the raw user id.
         key_salt=ledger.salt,
     )
-    # The table only holds consented rows (its own blocking check); filtering again
-    # keeps a consent bug upstream from ever reaching a training row.
+    # The table only holds consented rows (its own blocking check); deciding again with today's
+    # policy keeps a consent bug upstream, or a registry change since, from reaching a training row.
+    policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
     plan_stats, row_stats = InputStats(), InputStats()
-    plan_columns = list(dict.fromkeys([*builder.plan_columns, "consent", "consent_source"]))
-    builder.plan(consented_only(scan_batches(iceberg_table, plan_columns, READ_BATCH_ROWS), plan_stats))
-    rows = consented_only(scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats)
+    plan_columns = list(dict.fromkeys([*builder.plan_columns, *CONSENT_COLUMNS]))
+    builder.plan(consented_only(scan_batches(iceberg_table, plan_columns, READ_BATCH_ROWS), plan_stats, policy))
+    rows = consented_only(
+        scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats, policy
+    )
     stream = CellStream(
         builder.batches(rows),
         REWARD_DATASET_SCHEMA,

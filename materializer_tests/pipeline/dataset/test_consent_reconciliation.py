@@ -145,3 +145,37 @@ def test_consent_changes_after_a_day_was_scored_reach_every_copy(tmp_path, opena
     rerun_ids = {t for p in (warehouse / "reward-dataset").rglob("*.parquet")
                  for t in pq.read_table(p, columns=["trace_id"]).column("trace_id").to_pylist()}
     assert rerun_ids == kept
+
+
+def test_scoring_and_rewards_decide_consent_again_before_any_reconciliation(tmp_path, openai_server):
+    """A user put on the erasure list after iceberg_table was written: scores and rewards re-run
+    before the erasure job ran leave them out (each stage applies today's policy)."""
+    from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
+
+    from .test_dataset_assets import ASSETS, DAY, MODEL
+
+    warehouse = tmp_path / "wh"
+    erasure_list = tmp_path / "erase.csv"
+    erasure_list.write_text("user_id\n")
+    resources = {
+        **_resources(_write_source(tmp_path / "source"), str(warehouse), openai_server),
+        "erasure": ErasureResource(erasure_list=str(erasure_list)),
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    assert _materialize(resources, instance).success
+    erasure_list.write_text(f"user_id\n{ON_THE_ERASURE_LIST}\n")
+    downstream = [a for a in ASSETS if not {k.to_user_string() for k in a.keys} & {"raw_traces", "consented_parquet", "iceberg_table"}]
+    instance.add_dynamic_partitions(MODEL_DIMENSION, [MODEL])
+    result = dg.materialize(
+        ASSETS, selection=downstream, partition_key=cell_key(DAY, MODEL), resources=resources, instance=instance,
+        raise_on_error=False,
+    )
+    assert result.success
+    gone = _trace_ids({ON_THE_ERASURE_LIST})
+    for dataset_name in ("judge-scores", "ragas-scores", "reward-dataset", "exports"):
+        assert list((warehouse / dataset_name).rglob("*.parquet")), dataset_name
+        found = _files_mentioning(warehouse / dataset_name, gone)
+        assert found == {}, (dataset_name, found)
+    # the erasure job then removes them from the upstream copies too
+    assert gdpr_erasure_job.execute_in_process(resources=resources, instance=instance).success
+    assert _files_mentioning(warehouse, gone | {ON_THE_ERASURE_LIST}) == {}
