@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from .consent import SOURCE_COLUMN, SOURCE_METADATA, SOURCE_REGISTRY, SOURCE_TAG
 from .lake import iter_batches
@@ -73,7 +74,9 @@ def check_unique_ids(dataset: ds.Dataset) -> CheckOutcome:
 
 def check_required_non_null(dataset: ds.Dataset, required: tuple[str, ...]) -> CheckOutcome:
     nulls: Counter = Counter()
-    missing = [name for name in required if name not in dataset.schema.names]
+    # The footers, not dataset.schema: a lake cell is opened with its declared schema.
+    present = columns_in_every_file(dataset)
+    missing = [name for name in required if name not in present]
     for batch in iter_batches(dataset, _columns(dataset, list(required))):
         for name in batch.schema.names:
             nulls[name] += batch.column(name).null_count
@@ -88,21 +91,100 @@ def check_required_non_null(dataset: ds.Dataset, required: tuple[str, ...]) -> C
     )
 
 
-def check_schema(dataset: ds.Dataset, expected: pa.Schema) -> CheckOutcome:
-    """The files' schema equals the declared one (names, order and types)."""
-    actual = dataset.schema
+def file_schemas(dataset) -> list[tuple[str, pa.Schema]]:
+    """``(file, schema)`` of every published file, each read from its own Parquet footer.
+
+    A lake cell is opened with the declared schema passed in, so its
+    ``dataset.schema`` is the declaration, not what the files hold; only the
+    footers tell. Anything else (an Iceberg cell, a table) has one schema of its own.
+    """
+    if isinstance(dataset, ds.FileSystemDataset):
+        return [(path, _footer_schema(path, dataset.filesystem)) for path in dataset.files]
+    return [(type(dataset).__name__, dataset.schema)]
+
+
+def _footer_schema(path: str, filesystem) -> pa.Schema | str:
+    try:
+        return pq.read_schema(path, filesystem=filesystem)
+    except (OSError, pa.ArrowException) as exc:  # a missing or corrupt file is a difference too
+        return f"unreadable footer: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def columns_in_every_file(dataset) -> set[str]:
+    """Names of the columns every published file has (by their footers)."""
+    schemas = [schema if isinstance(schema, pa.Schema) else pa.schema([]) for _, schema in file_schemas(dataset)]
+    if not schemas:  # an empty cell has no files: nothing is missing from them
+        return set(dataset.schema.names)
+    return set.intersection(*(set(schema.names) for schema in schemas))
+
+
+def schema_differences(expected: pa.Schema, actual: pa.Schema) -> list[str]:
+    """How ``actual`` differs from ``expected``, one entry per kind: missing and
+    unexpected columns, each retyped column (type or nullability), reordering;
+    empty when they are equal."""
+    found = {field_.name: field_ for field_ in actual}
+    declared = {field_.name: field_ for field_ in expected}
+    missing = [name for name in expected.names if name not in found]
+    unexpected = [f"{field_.name} ({field_.type})" for field_ in actual if field_.name not in declared]
     differences = []
-    for position, field_ in enumerate(expected):
-        if position >= len(actual.names):
-            differences.append(f"missing {field_.name}")
-        elif actual.field(position).name != field_.name or not actual.field(position).type.equals(field_.type):
-            differences.append(f"{field_.name}: expected {field_.type}, found {actual.field(position)}")
-    for extra in actual.names[len(expected.names):]:
-        differences.append(f"unexpected {extra}")
+    if missing:
+        differences.append("missing " + ", ".join(missing))
+    if unexpected:
+        differences.append("unexpected " + ", ".join(unexpected))
+    for field_ in expected:
+        other = found.get(field_.name)
+        if other is None:
+            continue
+        if not other.type.equals(field_.type):
+            differences.append(f"{field_.name}: expected {field_.type}, found {other.type}")
+        elif other.nullable != field_.nullable:
+            differences.append(
+                f"{field_.name}: expected {'nullable' if field_.nullable else 'not null'}, "
+                f"found {'nullable' if other.nullable else 'not null'}"
+            )
+    if len(set(actual.names)) != len(actual.names):
+        differences.append("duplicate column names")
+    common_expected = [name for name in expected.names if name in found]
+    common_actual = [name for name in actual.names if name in declared]
+    if common_expected != common_actual:
+        pairs = zip(common_expected, common_actual)
+        first = next((found for wanted, found in pairs if wanted != found), common_actual[-1] if common_actual else "")
+        differences.append(f"columns reordered (first out of place: {first})")
+    return differences
+
+
+def check_schema(dataset, expected: pa.Schema) -> CheckOutcome:
+    """Every published file's own schema (its Parquet footer) equals the declared one:
+    the same names, in the same order, with the same types and nullability."""
+    schemas = file_schemas(dataset)
+    offending: dict[str, list[str]] = {}
+    for path, schema in schemas:
+        differences = schema_differences(expected, schema) if isinstance(schema, pa.Schema) else [schema]
+        if differences:
+            offending[path] = differences
+    if not offending:
+        description = f"all {len(schemas)} file(s) have the declared schema ({len(expected)} columns)"
+    else:
+        shown = [f"{path}: {'; '.join(diffs)[:500]}" for path, diffs in list(offending.items())[:3]]
+        description = f"{len(offending)} of {len(schemas)} file(s) differ from the declared schema — " + " | ".join(shown)
     return CheckOutcome(
-        not differences,
-        "schema as declared" if not differences else "; ".join(differences[:10]),
-        {"columns": len(actual.names)},
+        not offending,
+        description,
+        {
+            "files": len(schemas),
+            "files_not_as_declared": len(offending),
+            "declared_columns": len(expected),
+            "differences": {path: diffs[:20] for path, diffs in list(offending.items())[:10]},
+        },
+    )
+
+
+def check_row_counts_match(rows: int, expected_rows: int, name: str, expected_name: str) -> CheckOutcome:
+    """A copy of a cell has exactly as many rows as what it was copied from."""
+    return CheckOutcome(
+        rows == expected_rows,
+        f"{name} {rows} rows, {expected_name} {expected_rows} rows",
+        {f"{name}_rows": rows, f"{expected_name}_rows": expected_rows, "difference": rows - expected_rows},
     )
 
 

@@ -54,15 +54,9 @@ def iceberg_table(context: dg.AssetExecutionContext, consented_parquet: ds.Datas
     yield dg.Output(files)
     published = files.published
     context.log.info(f"{published!r}: {files.commit.rows} rows in {files.commit.files} file(s), {files.commit.method}")
-    rows = published.count_rows()
-    yield check_result(
-        "row_count_matches_consented_parquet",
-        checks.CheckOutcome(
-            rows == source_rows,
-            f"iceberg {rows} rows, consented_parquet {source_rows} rows",
-            {"iceberg_rows": rows, "consented_parquet_rows": source_rows, "snapshot_id": published.snapshot_id},
-        ),
-    )
+    counts = checks.check_row_counts_match(published.count_rows(), source_rows, "iceberg", "consented_parquet")
+    counts.metadata["snapshot_id"] = published.snapshot_id
+    yield check_result("row_count_matches_consented_parquet", counts)
     yield check_result("only_consented_rows", checks.check_only_granted(published))
     yield check_result("unique_trace_observation_ids", checks.check_unique_ids(published))
     yield check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
