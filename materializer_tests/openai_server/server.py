@@ -15,6 +15,8 @@ Server-level knobs:
   rest queue (like a vLLM replica's batch size);
 * ``fail_next`` — HTTP statuses answered to the next requests, in order
   (429/5xx bursts); 429s carry ``Retry-After: 0``;
+* ``stall_next`` — seconds the next chat requests wait before answering, in
+  order (a timeout of one request);
 * ``reject_json_schema`` — ``response_format`` type ``json_schema`` answers
   HTTP 500, as llama.cpp's server does; ``reject_response_format`` — any
   ``response_format`` answers HTTP 400.
@@ -43,6 +45,7 @@ class ServerConfig:
     latency_s: float = 0.0
     concurrency: int = 64
     fail_next: list = field(default_factory=list)
+    stall_next: list = field(default_factory=list)
     reject_json_schema: bool = False
     reject_response_format: bool = False
 
@@ -170,6 +173,12 @@ class OpenAITestServer:
                 return int(self.config.fail_next.pop(0))
         return None
 
+    def _take_stall(self) -> float | None:
+        with self._lock:
+            if self.config.stall_next:
+                return float(self.config.stall_next.pop(0))
+        return None
+
     def _keyed_failure(self, key: str, spec: str) -> int | None:
         """``503x2``: the first 2 requests with this key fail with 503."""
         status, _, times = spec.partition("x")
@@ -223,6 +232,9 @@ class OpenAITestServer:
         failure = self._take_failure()
         if failure:
             return self._error(failure, "injected failure")
+        stall = self._take_stall()
+        if stall:
+            await asyncio.sleep(stall)
         if response_format != "none" and self.config.reject_response_format:
             return self._error(400, f"response_format {response_format} is not supported")
         if response_format == "json_schema" and self.config.reject_json_schema:
