@@ -2,11 +2,25 @@
 
 Structured output is detected once per endpoint (per client): the first
 request asks for ``response_format={"type": "json_schema", ...}``; a server
-that refuses it (HTTP 400/415/422/500/501 — llama.cpp answers 500) is asked
-again with ``{"type": "json_object", "schema": ...}``, then with no
-``response_format`` at all; the first mode the server accepts is used for
-every later request. The reply is always read by the tolerant parser
-(:mod:`.parsing`), so a server that ignores the format still works.
+that refuses it is asked again with ``{"type": "json_object", "schema": ...}``,
+then with no ``response_format`` at all; the first mode the server answers
+(HTTP 2xx, even a reply that ignores the format) is used for every later
+request. The reply is always read by the tolerant parser (:mod:`.parsing`),
+so a server that ignores the format still works.
+
+Only a definite answer decides the mode. HTTP 400/415/422/501 refuse the
+format at once. A 500 is retried like any other call (the request guard's
+tenacity loop, same attempts and backoff), since one 500 is as likely a hiccup
+as a refusal; only a 500 to every attempt (llama.cpp's way of refusing
+``json_schema``) counts as a refusal. 429, 502–504, timeouts and connection
+errors are retried the same way and never decide anything: when they outlast
+the retries, that request is an ``error`` and the mode stays undetected, so
+the next request detects again.
+
+:meth:`JudgeClient.cache_keys` hashes the request as it would be sent (the
+rendered messages — the text after redaction and clipping — model, sampling
+settings and ``response_format`` of a mode) with the prompt version: the score
+cache (:mod:`.runner`) keys each answer on exactly what the judge saw.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .cache import content_key
 from .http import CallLedger, EndpointStats, RequestGuard, RetryPolicy, async_openai_client, charged_to, without_retry_on
 from .parsing import ParsedScore, parse_judge_reply
 from .prompt import JUDGE_REPLY_SCHEMA, JudgePrompt
@@ -27,8 +42,10 @@ JSON_OBJECT = "json_object"
 PLAIN = "none"
 AUTO = "auto"
 STRUCTURED_MODES = (JSON_SCHEMA, JSON_OBJECT, PLAIN)
-# Statuses with which a server says "I do not support this response_format".
-REJECTION_STATUSES = frozenset({400, 415, 422, 500, 501})
+# Statuses with which a server says "I do not support this response_format" at once: not retried.
+DEFINITE_REJECTIONS = frozenset({400, 415, 422, 501})
+# A 500 means the same only when every attempt got it (llama.cpp refuses json_schema with a 500).
+REJECTION_STATUSES = DEFINITE_REJECTIONS | {500}
 MAX_ERROR_CHARS = 300
 
 
@@ -57,12 +74,16 @@ class JudgeOutcome:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    mode: str | None = None  # the structured-output mode of the (last) request sent
+    tries: int = 1  # runs that asked the judge for this answer (the score cache counts them)
     cached: bool = False
     scored_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     def to_payload(self) -> dict:
         """What the score cache keeps."""
         return {
+            "mode": self.mode,
+            "tries": self.tries,
             "status": self.status,
             "score": self.score,
             "raw_score": self.raw_score,
@@ -146,7 +167,7 @@ class JudgeClient:
     def stats(self) -> EndpointStats:
         return self.guard.stats
 
-    async def _create(self, mode: str, messages: list[dict]) -> bytes:
+    def _body(self, mode: str, messages: list[dict]) -> dict:
         body = {
             "model": self.endpoint.model,
             "messages": messages,
@@ -156,6 +177,27 @@ class JudgeClient:
         response_format = _response_format(mode)
         if response_format is not None:
             body["response_format"] = response_format
+        return body
+
+    def candidate_modes(self) -> tuple[str, ...]:
+        """The modes a request may be sent with: the detected (or forced) one, or any before detection."""
+        return (self.mode,) if self.mode is not None else STRUCTURED_MODES
+
+    def cache_keys(self, question: str | None, answer: str, modes: tuple[str, ...] | None = None) -> dict[str, str]:
+        """Mode → the cache key of the request for (question, answer) sent in that mode
+        (``modes``: by default :meth:`candidate_modes`).
+
+        Covers what the judge sees: the rendered messages (after redaction upstream and
+        clipping here), the model, sampling settings and response_format, and the prompt version.
+        """
+        messages = content_key(self.prompt.messages(question, answer))  # hashed once for every mode
+        return {
+            mode: content_key(self.prompt.version, self._body(mode, messages))
+            for mode in (modes or self.candidate_modes())
+        }
+
+    async def _create(self, mode: str, messages: list[dict]) -> bytes:
+        body = self._body(mode, messages)
         # The client's generic POST (its documented way to send a body as-is), answered
         # as bytes: the typed chat.completions.create() re-walks every parameter's type and
         # builds a model of the reply on each call, about half of our CPU per request
@@ -164,17 +206,23 @@ class JudgeClient:
         # Same auth, base URL, timeouts and errors (4xx/5xx still raise APIStatusError).
         return await self.client.post("/chat/completions", cast_to=bytes, body=body)
 
-    async def _detect_and_create(self, messages: list[dict]):
-        """Try the modes in order; the first the server accepts becomes this endpoint's mode."""
+    async def _detect_and_create(self, messages: list[dict], sent: dict):
+        """Try the modes in order; the first the server answers becomes this endpoint's mode.
+
+        Transient failures (429, 5xx, timeouts, connection errors) are retried by the
+        request guard with the endpoint's retry policy; only a definite refusal moves on
+        to the next mode (see the module doc), and only a reply sets the mode.
+        """
         import openai
 
         for mode in STRUCTURED_MODES:
+            sent["mode"] = mode
             try:
                 if mode == PLAIN:
                     completion = await self._create(mode, messages)
                 else:
-                    # A refusal is not transient: do not retry it, ask the next way.
-                    with without_retry_on(REJECTION_STATUSES):
+                    # A definite refusal is not transient: do not retry it, ask the next way.
+                    with without_retry_on(DEFINITE_REJECTIONS):
                         completion = await self._create(mode, messages)
             except openai.APIStatusError as exc:
                 if mode != PLAIN and exc.status_code in REJECTION_STATUSES:
@@ -184,22 +232,25 @@ class JudgeClient:
             return completion
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _complete(self, messages: list[dict]):
+    async def _complete(self, messages: list[dict], sent: dict):
         if self.mode is None:
             async with self._detecting:  # concurrent first requests wait for one detection
                 if self.mode is None:
-                    return await self._detect_and_create(messages)
+                    return await self._detect_and_create(messages, sent)
+        sent["mode"] = self.mode
         return await self._create(self.mode, messages)
 
     async def judge(self, question: str | None, answer: str) -> JudgeOutcome:
         ledger = CallLedger()
         started = time.perf_counter()
+        sent: dict = {"mode": self.mode}
         with charged_to(ledger):
             try:
-                completion = await self._complete(self.prompt.messages(question, answer))
+                completion = await self._complete(self.prompt.messages(question, answer), sent)
             except Exception as exc:  # every failure becomes a status, never a score
                 return JudgeOutcome(
                     ERROR,
+                    mode=sent["mode"],
                     attempts=ledger.attempts,
                     latency_ms=(time.perf_counter() - started) * 1000,
                     input_tokens=ledger.input_tokens,
@@ -221,6 +272,7 @@ class JudgeClient:
             input_tokens=ledger.input_tokens,
             output_tokens=ledger.output_tokens,
             error=parsed.detail,
+            mode=sent["mode"],
         )
 
     async def aclose(self) -> None:

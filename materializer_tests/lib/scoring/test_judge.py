@@ -106,7 +106,9 @@ def test_structured_output_is_detected_once_per_endpoint(openai_server):
     assert all(o.status == OK for o in outcomes)
     assert client.mode == JSON_OBJECT
     formats = openai_server.stats.by_response_format
-    assert formats["json_schema"] == 1  # one refused probe, never retried, never asked again
+    # A 500 may be a hiccup: retried with the normal policy; a 500 to every attempt is a refusal,
+    # and the refused mode is never asked again.
+    assert formats["json_schema"] == FAST_RETRY.max_attempts
     assert formats["json_object"] == 20
     json_object = [r for r in openai_server.stats.recent if r.get("response_format", {}).get("type") == "json_object"]
     assert json_object[0]["response_format"]["schema"]["required"] == ["score", "reasoning"]
@@ -204,10 +206,84 @@ def test_the_api_key_is_sent_but_never_recorded(openai_server):
     assert "sk-secret-123" not in json.dumps(outcome.to_payload()) + text
 
 
-def test_a_500_while_probing_only_downgrades_the_mode(openai_server):
-    # A 500 to the first json_schema request reads as "not supported" (llama.cpp's answer);
-    # the trace is still scored, just in json_object mode.
-    openai_server.config.fail_next = [500]
+def test_a_definite_refusal_is_not_retried(openai_server):
+    openai_server.config.reject_response_format = True  # HTTP 400 to any response_format
     outcome, client = judge_once(openai_server, "q", "a")
+    assert outcome.status == OK and client.mode == PLAIN and outcome.mode == PLAIN
+    assert openai_server.stats.by_response_format == {"json_schema": 1, "json_object": 1, "none": 1}
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_a_transient_failure_while_probing_is_retried_and_keeps_the_mode(openai_server, status):
+    # One 500 (or 429, 502, 503) to the first json_schema request is retried with the normal
+    # backoff; the server then answers, so json_schema stays this endpoint's mode for the run.
+    openai_server.config.fail_next = [status]
+    outcomes, client = judge_many(openai_server, [(f"q{i}", f"a{i}") for i in range(5)])
+    assert [o.status for o in outcomes] == [OK] * 5
+    assert outcomes[0].attempts == 2 and client.stats.retries == 1
+    assert client.mode == JSON_SCHEMA and {o.mode for o in outcomes} == {JSON_SCHEMA}
+    assert openai_server.stats.by_response_format == {"json_schema": 6}
+
+
+def test_a_timeout_while_probing_is_retried_and_keeps_the_mode(openai_server):
+    openai_server.config.stall_next = [3]
+    policy = RetryPolicy(max_attempts=3, timeout_s=0.5, initial_backoff_s=0.01, max_backoff_s=0.02)
+    outcome, client = judge_once(openai_server, "q", "a", retry=policy)
     assert outcome.status == OK and outcome.attempts == 2
+    assert client.stats.outcomes["timeout"] == 1
+    assert client.mode == JSON_SCHEMA
+
+
+def test_a_connection_error_while_probing_decides_nothing(openai_server):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def run():
+        client = JudgeClient(Endpoint(f"http://127.0.0.1:{port}/v1", "judge-a"), retry=FAST_RETRY)
+        try:
+            failed = await client.judge("q", "a")
+            mode_after_failure = client.mode
+            # The endpoint comes back (here: the client is pointed at the live server).
+            client.client.base_url = openai_server.base_url
+            return failed, mode_after_failure, await client.judge("q", "a"), client.mode
+        finally:
+            await client.aclose()
+
+    failed, mode_after_failure, later, mode = asyncio.run(run())
+    assert failed.status == ERROR and failed.attempts == FAST_RETRY.max_attempts
+    assert failed.error.startswith("connection error") and failed.mode == JSON_SCHEMA
+    assert mode_after_failure is None  # undetected: the next request detects again
+    assert later.status == OK and mode == JSON_SCHEMA
+
+
+def test_retries_that_run_out_leave_the_mode_undetected(openai_server):
+    openai_server.config.fail_next = [503] * FAST_RETRY.max_attempts
+    outcomes, client = judge_many(openai_server, [("q0", "a0")])
+    assert outcomes[0].status == ERROR and client.mode is None
+    outcome, client = judge_once(openai_server, "q1", "a1")
+    assert outcome.status == OK and client.mode == JSON_SCHEMA
+
+
+def test_a_500_to_every_attempt_is_a_refusal(openai_server):
+    # llama.cpp refuses json_schema with HTTP 500: after the retries the next mode is asked.
+    openai_server.config.fail_next = [500] * FAST_RETRY.max_attempts
+    outcome, client = judge_once(openai_server, "q", "a")
+    assert outcome.status == OK and outcome.attempts == FAST_RETRY.max_attempts + 1
     assert client.mode == JSON_OBJECT
+
+
+def test_cache_keys_cover_what_the_judge_sees(openai_server):
+    client = JudgeClient(Endpoint(openai_server.base_url, "judge-a"))
+    keys = client.cache_keys("q", "my mail is <EMAIL>")
+    assert set(keys) == {JSON_SCHEMA, JSON_OBJECT, PLAIN} and len(set(keys.values())) == 3
+    assert client.cache_keys("q", "my mail is <EMAIL>") == keys  # stable
+    assert client.cache_keys("q", "my mail is bob@example.com")[PLAIN] != keys[PLAIN]  # other text
+    other_model = JudgeClient(Endpoint(openai_server.base_url, "judge-b"))
+    assert other_model.cache_keys("q", "my mail is <EMAIL>")[PLAIN] != keys[PLAIN]
+    other_prompt = JudgeClient(Endpoint(openai_server.base_url, "judge-a"), JudgePrompt(max_tokens=300))
+    assert other_prompt.cache_keys("q", "my mail is <EMAIL>")[PLAIN] != keys[PLAIN]
+    forced = JudgeClient(Endpoint(openai_server.base_url, "judge-a"), structured_output=JSON_OBJECT)
+    assert forced.cache_keys("q", "my mail is <EMAIL>") == {JSON_OBJECT: keys[JSON_OBJECT]}
