@@ -12,7 +12,8 @@ real numbers a test can predict. Embeddings are hashed bags of words
 Directives written into a trace's text steer the reply, so a test states
 its case in its data:
 
-* ``[[reply:garbage]]`` — content that is not JSON;
+* ``[[reply:garbage]]`` — content that is not JSON; ``[[reply:garbagex2]]`` — not JSON
+  to the first 2 requests with this content (per server reset), then a score;
 * ``[[reply:score=1.7]]`` — that score, no scale (out of range unless in [0, 1]);
 * ``[[reply:scale10=8]]`` — ``{"score": 8, "scale": "0-10"}``;
 * ``[[reply:fenced]]`` — the JSON inside a Markdown fence after a sentence;

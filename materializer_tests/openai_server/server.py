@@ -251,6 +251,10 @@ class OpenAITestServer:
                 return self._error(status, "injected failure")
         if "sleep" in steer:
             await asyncio.sleep(float(steer["sleep"]))
+        reply = steer.get("reply", "")
+        if reply.startswith("garbagex"):  # garbage to the first N requests with this content, then a score
+            garbage = self._keyed_failure(f"reply\x1f{model}\x1f{text}", f"1x{reply.removeprefix('garbagex')}")
+            steer = {**steer, "reply": "garbage"} if garbage else {k: v for k, v in steer.items() if k != "reply"}
         if steer.get("reply") == "badbody":
             return PlainTextResponse("<html>502 Bad Gateway from a proxy</html>")  # HTTP 200, not JSON
         if steer.get("reply") == "nochoices":
