@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ..checks import CheckOutcome
+from ..checks import CheckOutcome, columns_in_every_file
 from ..lake import iter_batches
 from .schema import NOT_APPLICABLE, NOT_CONFIGURED, OK
 
@@ -23,8 +23,8 @@ def check_scores_in_range(dataset: ds.Dataset, score_statuses: Mapping[str, str]
     bad: Counter = Counter()
     unvouched: Counter = Counter()
     rows = 0
-    names = dataset.schema.names
-    missing = [c for pair in score_statuses.items() for c in pair if c not in names]
+    names = columns_in_every_file(dataset)  # the footers: a lake cell is opened with its declared schema
+    missing = sorted({c for pair in score_statuses.items() for c in pair if c not in names})
     present = {score: status for score, status in score_statuses.items() if score in names and status in names}
     columns = sorted(set(present) | set(present.values()))
     for batch in iter_batches(dataset, columns) if columns else ():

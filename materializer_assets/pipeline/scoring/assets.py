@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from ...lib import checks as base_checks
 from ...lib.lake import CellStream
 from ...lib.scoring import checks
 from ...lib.scoring.inputs import ID_COLUMNS, INPUT_COLUMNS, InputStats, consented_only, scan_batches
@@ -42,12 +43,14 @@ JUDGE_CHECKS = {
     "judge_every_trace_scored": ("Every consented trace of the cell has exactly one score row.", True),
     "judge_non_ok_share": ("Warns when the share of non-ok statuses exceeds max_non_ok_share.", False),
     "judge_endpoint_configured": ("Warns when no judge endpoint is configured (rows are not_configured).", False),
+    "judge_schema_as_declared": ("Every published file's own schema (its footer) is exactly the declared one.", True),
 }
 RAGAS_CHECKS = {
     "ragas_scores_in_range": ("Every Ragas metric and reward is in [0, 1] or null, and only ok ones have a value.", True),
     "ragas_every_trace_scored": ("Every consented trace of the cell has exactly one score row.", True),
     "ragas_non_ok_share": ("Warns when the share of non-ok statuses exceeds max_non_ok_share.", False),
     "ragas_endpoint_configured": ("Warns when Ragas's LLM or embeddings endpoint is not configured.", False),
+    "ragas_schema_as_declared": ("Every published file's own schema (its footer) is exactly the declared one.", True),
 }
 
 
@@ -90,7 +93,7 @@ def _score_and_check(
     vouchers: dict[str, str],
     unconfigured_warning: str,
 ):
-    """Score the cell: yields its Output, then the three checks every scorer has; returns the scorer.
+    """Score the cell: yields its Output, then the four checks every scorer has; returns the scorer.
 
     ``vouchers`` maps each score column to the status column that vouches for it.
     """
@@ -101,6 +104,7 @@ def _score_and_check(
     stream = _score_cell(traces, scorer, resource, stream_schema, policy)
     yield dg.Output(stream)
     published = stream.published
+    yield check_result(f"{check_prefix}_schema_as_declared", base_checks.check_schema(published, stream_schema), True)
     yield check_result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
     every_scored = checks.check_every_trace_scored(_consented_ids(traces, policy), published)
     yield check_result(f"{check_prefix}_every_trace_scored", every_scored, True)
