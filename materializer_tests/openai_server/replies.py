@@ -22,7 +22,9 @@ its case in its data:
 * ``[[fail:503x2]]`` — the first 2 requests with this content answer HTTP 503;
 * ``[[sleep:5]]`` — wait 5 s before answering (timeouts);
 * ``[[ragas:garbage]]`` / ``[[ragas:fail500]]`` — the same for Ragas requests;
-* ``[[ragas:nostatements]]`` — the statement generator finds no statement.
+* ``[[ragas:nostatements]]`` — the statement generator finds no statement;
+* ``[[ragas:emptyquestion]]`` — the answer-relevance prompt gets an empty question
+  (Ragas then scores answer relevancy 0.0 without asking for embeddings).
 
 A directive may name a model: ``[[reply@judge-b:score=0.1]]`` applies to
 ``judge-b`` only.
@@ -155,6 +157,8 @@ def ragas_reply(kind: str, text: str, steer: dict[str, str]) -> str:
             }
         )
     if kind == ANSWER_RELEVANCE:
+        if steer.get("ragas") == "emptyquestion":
+            return json.dumps({"question": "", "noncommittal": 0})
         response = data.get("response", "")
         noncommittal = int(any(p in response.lower() for p in ("i don't know", "i am not sure", "i'm not sure")))
         head = " ".join(_DIRECTIVE.sub("", response).split()[:12])

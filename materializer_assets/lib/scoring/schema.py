@@ -19,16 +19,21 @@ NO_QUORUM = "no_quorum"
 NOT_APPLICABLE = "not_applicable"
 # Ragas only: the metric ran but has no value (faithfulness of a reply without statements is NaN).
 UNDETERMINED = "undetermined"
+# Ragas only: the metric returned a number that measures nothing (answer relevancy is 0.0
+# when the LLM generated no question from the response); kept null, never a score.
+DEGENERATE = "degenerate"
 
 JUDGE_STATUSES = (OK, UNPARSEABLE, OUT_OF_RANGE, ERROR, NOT_CONFIGURED, NO_QUORUM)
-METRIC_STATUSES = (OK, UNPARSEABLE, OUT_OF_RANGE, ERROR, NOT_CONFIGURED, NOT_APPLICABLE, UNDETERMINED)
+METRIC_STATUSES = (OK, UNPARSEABLE, OUT_OF_RANGE, ERROR, NOT_CONFIGURED, NOT_APPLICABLE, UNDETERMINED, DEGENERATE)
 
 # When several outcomes must be summarised by one status, the most serious wins.
-STATUS_PRECEDENCE = (ERROR, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED, NO_QUORUM, NOT_CONFIGURED, NOT_APPLICABLE, OK)
+STATUS_PRECEDENCE = (
+    ERROR, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED, DEGENERATE, NO_QUORUM, NOT_CONFIGURED, NOT_APPLICABLE, OK
+)
 
 # Outcomes worth remembering: asking again would give the same answer
 # (errors and unconfigured rows are asked again on the next run).
-CACHEABLE_STATUSES = frozenset({OK, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED, NOT_APPLICABLE})
+CACHEABLE_STATUSES = frozenset({OK, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED, DEGENERATE, NOT_APPLICABLE})
 
 
 def worst_status(statuses) -> str | None:
