@@ -19,7 +19,7 @@ from ..lib.scoring.http import RetryPolicy
 from ..lib.scoring.judge import AUTO, Endpoint, JudgeClient
 from ..lib.scoring.prompt import JudgePrompt
 from ..lib.scoring.ragas_metrics import RagasScorer
-from ..lib.scoring.runner import JudgeCellScorer, RagasCellScorer
+from ..lib.scoring.runner import DEFAULT_MAX_TRIES, JudgeCellScorer, RagasCellScorer
 from ..lib.storage import Location, S3Options, resolve
 
 CACHE_OFF = "off"
@@ -60,6 +60,12 @@ class _ScoringSettings(dg.ConfigurableResource):
         description="Score cache: empty = <warehouse>/score-cache, 'off', or a folder / s3://bucket/prefix.",
     )
     chunk_rows: int = Field(default=0, description="Traces per scoring chunk; 0 = 4 × concurrency.")
+    non_ok_max_tries: int = Field(
+        default=DEFAULT_MAX_TRIES,
+        ge=1,
+        description="Runs that may ask for a trace whose cached answer is not ok (unparseable, out_of_range, "
+        "error, …), in total; after that its last status is served from the cache. 1 = never ask again.",
+    )
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -132,6 +138,7 @@ class JudgeResource(_ScoringSettings):
             cache=self.score_cache(warehouse) if judges else None,
             day=day,
             cell_model_slug=cell_model_slug,
+            max_tries=self.non_ok_max_tries,
         )
 
 
@@ -198,4 +205,5 @@ class RagasResource(_ScoringSettings):
             cache=self.score_cache(warehouse) if scorer.configured else None,
             day=day,
             cell_model_slug=cell_model_slug,
+            max_tries=self.non_ok_max_tries,
         )

@@ -1,9 +1,15 @@
 """The score cache: what a model answered about a trace, kept in the warehouse.
 
-Keyed by (scorer model, prompt version, content hash), so re-materializing a
-cell, or a backfill over unchanged traces, makes zero calls; a new prompt
-version or a changed trace is asked again. Only answers worth keeping are
-stored (see ``CACHEABLE_STATUSES``): errors are asked again next run.
+Keyed by what the scorer actually saw (see :mod:`.runner`): for the judge a
+hash of the request as sent — the rendered messages, i.e. the text after
+redaction, the model, sampling settings and structured-output mode — with the
+prompt version; for Ragas its inputs, metric set and version, and models
+(:func:`content_key` hashes them). Re-materializing a cell, or a backfill over
+unchanged traces, makes zero calls; a new prompt version, model, redaction or
+a changed trace is asked again. The runner decides what to serve: ``ok``
+answers for good, other statuses only once they were asked ``max_tries``
+times across runs (the payload counts them); ``not_configured`` is never
+stored.
 
 Layout (local folder or S3, under the warehouse root)::
 
@@ -53,7 +59,7 @@ CACHE_SCHEMA = pa.schema(
 
 
 def content_key(*parts: object) -> str:
-    """A stable key for inputs beyond the content hash (e.g. Ragas contexts)."""
+    """A stable key (hex, 128 bits) of JSON-serializable ``parts``, in order."""
     digest = hashlib.sha256()
     for part in parts:
         digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False, default=str).encode())

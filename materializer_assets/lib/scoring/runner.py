@@ -6,6 +6,19 @@ own: it cuts the traces into chunks, keeps ``prefetch`` chunks in flight so
 the endpoint never idles between chunks, and yields one Arrow batch of score
 rows per chunk, in input order. Memory is bounded by the chunks in flight.
 The requests in flight are bounded by each endpoint's request guard.
+
+The score cache is keyed on what the scorer saw: for the judge, the request
+as sent (rendered messages after redaction, model, sampling settings, the
+endpoint's structured-output mode) and the prompt version; for Ragas, its
+inputs (question, answer, contexts), the metric set and Ragas version (its
+``prompt_version``) and the LLM and embeddings models. So a change of the
+redaction settings (other text), of the prompt or of the model asks again.
+
+An ``ok`` answer (for Ragas also ``not_applicable``) is served from the cache
+for good. Any other answer (unparseable, out_of_range, error, …) is asked
+again on the next run, until it has been asked ``max_tries`` times in total
+across runs (the count is kept in the cache entry, ``tries``); then its last
+status is served from the cache. ``not_configured`` is never cached.
 """
 
 from __future__ import annotations
@@ -25,9 +38,8 @@ from .judge import JudgeClient, JudgeOutcome
 from .prompt import JudgePrompt
 from .ragas_metrics import DEFAULT_WEIGHTS, RagasOutcome, RagasScorer
 from .schema import (
-    CACHEABLE_STATUSES,
-    ERROR,
     JUDGE_SCORES_SCHEMA,
+    NOT_APPLICABLE,
     NOT_CONFIGURED,
     OK,
     RAGAS_METRICS,
@@ -35,6 +47,22 @@ from .schema import (
 )
 
 HISTOGRAM_BINS = 10
+DEFAULT_MAX_TRIES = 3  # runs that may ask for a trace whose answer was not ok, in total
+TRIES = "tries"  # the cache entry's count of runs that asked
+
+
+def cached_tries(payload: dict) -> int:
+    """How many runs asked for the cached answer (entries written before the count: one)."""
+    try:
+        return max(1, int(payload.get(TRIES) or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _check_max_tries(max_tries: int) -> int:
+    if max_tries < 1:
+        raise ValueError("max_tries must be at least 1")
+    return max_tries
 
 
 @dataclass
@@ -46,6 +74,8 @@ class CellStats:
     metric_statuses: dict = field(default_factory=dict)
     units_asked: int = 0  # (trace, scorer) pairs sent to an endpoint in this run
     cache_hits: int = 0  # (trace, scorer) pairs answered from the cache
+    rows_retried_from_cache: int = 0  # rows asked again: the cache held a non-ok answer with tries left
+    rows_final_non_ok_from_cache: int = 0  # rows served a non-ok answer whose tries are used up
     histogram: list = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
     null_scores: int = 0
 
@@ -101,10 +131,12 @@ class JudgeCellScorer:
         cache: ScoreCache | None = None,
         day: str = "",
         cell_model_slug: str = "",
+        max_tries: int = DEFAULT_MAX_TRIES,
     ) -> None:
         self.judges = judges
         self.aggregate_method = aggregate_method
         self.quorum = quorum
+        self.max_tries = _check_max_tries(max_tries)
         self.prompt_version = judges[0].prompt.version if judges else JudgePrompt().version
         self.stats = CellStats()
         self.alpha = AlphaAccumulator()
@@ -124,27 +156,55 @@ class JudgeCellScorer:
     def judge_model(self) -> str | None:
         return ",".join(judge.endpoint.model for judge in self.judges) or None
 
-    async def _ask(self, judge_index: int, row: TraceInput) -> JudgeOutcome:
-        outcome = await self.judges[judge_index].judge(row.question, row.answer)
+    def _cached(self, judge_index: int, row: TraceInput) -> tuple[str, dict] | None:
+        """(key, payload) of the cached answer to the request this judge would send for ``row``.
+
+        Before the endpoint's structured-output mode is detected in this run, the
+        request may go out in any mode: the newest answer to any of them is taken.
+        """
+        shard = self.shards[judge_index]
+        if shard is None:
+            return None
+        found = None
+        for key in self.judges[judge_index].cache_keys(row.question, row.answer).values():
+            payload = shard.get(key)
+            if payload is not None and (found is None or payload.get("scored_at", "") > found[1].get("scored_at", "")):
+                found = (key, payload)
+        return found
+
+    async def _ask(self, judge_index: int, row: TraceInput, previous: tuple[str, dict] | None) -> JudgeOutcome:
+        judge = self.judges[judge_index]
+        outcome = await judge.judge(row.question, row.answer)
         self.stats.units_asked += 1
         shard = self.shards[judge_index]
-        if shard is not None and outcome.status in CACHEABLE_STATUSES:
-            shard.put(row.content_hash, outcome.to_payload(), trace_id=row.trace_id)
+        if shard is not None and outcome.status != NOT_CONFIGURED:
+            if outcome.mode is not None:  # None: no request was sent
+                key = judge.cache_keys(row.question, row.answer, (outcome.mode,))[outcome.mode]
+                # A retry of the same request counts on; another request (another mode) starts afresh.
+                outcome.tries = cached_tries(previous[1]) + 1 if previous and previous[0] == key else 1
+                shard.put(key, outcome.to_payload(), trace_id=row.trace_id)
         return outcome
 
     async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:
         votes: list[list[JudgeOutcome | None]] = [[None] * len(self.judges) for _ in rows]
         jobs, slots = [], []
         for i, row in enumerate(rows):
+            retried = final_non_ok = False
             for j, shard in enumerate(self.shards):
-                cached = shard.get(row.content_hash) if shard is not None else None
+                cached = self._cached(j, row)
                 if cached is not None:
-                    votes[i][j] = JudgeOutcome.from_payload(cached)
-                    self.stats.cache_hits += 1
-                    shard.attribute(row.content_hash, row.trace_id)  # erasable by this trace too
-                else:
-                    jobs.append(self._ask(j, row))
-                    slots.append((i, j))
+                    key, payload = cached
+                    if payload["status"] == OK or cached_tries(payload) >= self.max_tries:
+                        votes[i][j] = JudgeOutcome.from_payload(payload)
+                        self.stats.cache_hits += 1
+                        final_non_ok |= payload["status"] != OK
+                        shard.attribute(key, row.trace_id)  # erasable by this trace too
+                        continue
+                    retried = True  # not ok, tries left: ask again
+                jobs.append(self._ask(j, row, cached))
+                slots.append((i, j))
+            self.stats.rows_retried_from_cache += retried
+            self.stats.rows_final_non_ok_from_cache += final_non_ok
         for (i, j), outcome in zip(slots, await asyncio.gather(*jobs)):
             votes[i][j] = outcome
         return pa.RecordBatch.from_pylist([self._row(row, v) for row, v in zip(rows, votes)], schema=JUDGE_SCORES_SCHEMA)
@@ -236,6 +296,9 @@ class JudgeCellScorer:
             "prompt_version": self.prompt_version,
             "judge_calls_asked": stats.units_asked,
             "cache_hits": stats.cache_hits,
+            "rows_retried_from_cache": stats.rows_retried_from_cache,
+            "rows_final_non_ok_from_cache": stats.rows_final_non_ok_from_cache,
+            "non_ok_max_tries": self.max_tries,
             **endpoint_metadata(judge.stats for judge in self.judges),
             "status_counts": dict(sorted(stats.statuses.items())),
             "failures_by_status": {k: v for k, v in sorted(stats.statuses.items()) if k != OK},
@@ -244,6 +307,10 @@ class JudgeCellScorer:
             "krippendorff_alpha": round(a, 4) if (a := self.alpha.alpha()) is not None else None,
             "alpha_units": self.alpha.units,
         }
+
+
+# Ragas answers served from the cache for good; any other status is asked again while tries are left.
+SETTLED_RAGAS_STATUSES = frozenset({OK, NOT_APPLICABLE})
 
 
 class RagasCellScorer:
@@ -259,9 +326,11 @@ class RagasCellScorer:
         cache: ScoreCache | None = None,
         day: str = "",
         cell_model_slug: str = "",
+        max_tries: int = DEFAULT_MAX_TRIES,
     ) -> None:
         self.scorer = scorer
         self.weights = weights or DEFAULT_WEIGHTS
+        self.max_tries = _check_max_tries(max_tries)
         self.prompt_version = scorer.prompt_version
         self.stats = CellStats(metric_statuses={name: Counter() for name in RAGAS_METRICS})
         llm_model, embeddings_model = scorer.model_names
@@ -275,22 +344,32 @@ class RagasCellScorer:
     def configured(self) -> bool:
         return self.scorer.configured
 
-    @staticmethod
-    def cache_key(row: TraceInput) -> str:
-        # Ragas also reads the contexts, which the content hash does not cover.
-        return content_key(row.content_hash, list(row.contexts))
+    def cache_key(self, row: TraceInput) -> str:
+        """What Ragas is given (question, answer, contexts: the text after redaction), the metric set
+        and Ragas version with our settings (``prompt_version``), and both models."""
+        llm_model, embeddings_model = self.scorer.model_names
+        return content_key(
+            "ragas", self.prompt_version, llm_model, embeddings_model, row.question, row.answer, list(row.contexts)
+        )
 
     async def _score(self, row: TraceInput) -> RagasOutcome:
-        cached = self.shard.get(self.cache_key(row)) if self.shard is not None else None
+        key = self.cache_key(row) if self.shard is not None else None
+        cached = self.shard.get(key) if self.shard is not None else None
+        tries = 0
         if cached is not None:
-            self.stats.cache_hits += 1
-            self.shard.attribute(self.cache_key(row), row.trace_id)  # erasable by this trace too
-            return RagasOutcome.from_payload(cached)
+            outcome = RagasOutcome.from_payload(cached)
+            tries = cached_tries(cached)
+            if outcome.status in SETTLED_RAGAS_STATUSES or tries >= self.max_tries:
+                self.stats.cache_hits += 1
+                self.stats.rows_final_non_ok_from_cache += outcome.status not in SETTLED_RAGAS_STATUSES
+                self.shard.attribute(key, row.trace_id)  # erasable by this trace too
+                return outcome
+            self.stats.rows_retried_from_cache += 1  # not ok, tries left: ask again
         outcome = await self.scorer.score(row.question, row.answer, row.contexts)
         if self.scorer.configured:
             self.stats.units_asked += 1
-        if self.shard is not None and all(m.status != ERROR for m in outcome.metrics.values()):
-            self.shard.put(self.cache_key(row), outcome.to_payload(), trace_id=row.trace_id)
+        if self.shard is not None and outcome.status != NOT_CONFIGURED:
+            self.shard.put(key, {**outcome.to_payload(), TRIES: tries + 1}, trace_id=row.trace_id)
         return outcome
 
     async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch:
@@ -346,6 +425,9 @@ class RagasCellScorer:
             "weights": dict(self.weights),
             "traces_asked": stats.units_asked,
             "cache_hits": stats.cache_hits,
+            "rows_retried_from_cache": stats.rows_retried_from_cache,
+            "rows_final_non_ok_from_cache": stats.rows_final_non_ok_from_cache,
+            "non_ok_max_tries": self.max_tries,
             **endpoint_metadata(self.scorer.endpoint_stats().values()),
             "status_counts": dict(sorted(stats.statuses.items())),
             "failures_by_status": {k: v for k, v in sorted(stats.statuses.items()) if k != OK},

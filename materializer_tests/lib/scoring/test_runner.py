@@ -7,11 +7,13 @@ import pytest
 from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
 from materializer_assets.lib.scoring.cache import ScoreCache
 from materializer_assets.lib.scoring.http import RetryPolicy
-from materializer_assets.lib.scoring.inputs import INPUT_COLUMNS, InputStats, consented_only, scan_batches
-from materializer_assets.lib.scoring.judge import Endpoint, JudgeClient
+from materializer_assets.lib.scoring.inputs import INPUT_COLUMNS, InputStats, consented_only, scan_batches, trace_inputs
+from materializer_assets.lib.scoring.judge import JSON_SCHEMA, Endpoint, JudgeClient
+from materializer_assets.lib.scoring.prompt import JudgePrompt
 from materializer_assets.lib.scoring.ragas_metrics import RagasScorer
 from materializer_assets.lib.scoring.runner import JudgeCellScorer, RagasCellScorer, score_stream
 from materializer_assets.lib.scoring.schema import (
+    ERROR,
     JUDGE_SCORES_SCHEMA,
     NO_QUORUM,
     NOT_CONFIGURED,
@@ -20,7 +22,7 @@ from materializer_assets.lib.scoring.schema import (
     RAGAS_SCORES_SCHEMA,
     UNPARSEABLE,
 )
-from materializer_assets.lib.storage import resolve
+from materializer_assets.lib.storage import S3Options, resolve
 from materializer_tests.lib.helpers import EXTRACTED_AT
 from materializer_tests.openai_server import replies
 
@@ -83,17 +85,17 @@ def test_every_trace_gets_a_row_in_order(openai_server):
 
 def test_a_second_run_of_the_same_cell_makes_zero_calls(openai_server, tmp_path):
     cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
-    batch = traces(30, answers=[f"answer {i}" + (" [[reply:garbage]]" if i == 3 else "") for i in range(30)])
+    batch = traces(30, answers=[f"answer {i}" for i in range(30)])
     first = run(JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG), batch)
     calls = openai_server.stats.requests
     assert calls == 30
     second_scorer = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG)
     second = run(second_scorer, batch)
     assert openai_server.stats.requests == calls  # zero calls
-    assert second_scorer.metadata()["cache_hits"] == 30
+    meta = second_scorer.metadata()
+    assert meta["cache_hits"] == 30 and meta["rows_retried_from_cache"] == 0
     assert second.column("judge_score").to_pylist() == first.column("judge_score").to_pylist()
-    assert second.column("status").to_pylist() == first.column("status").to_pylist()
-    assert second.column("status").to_pylist()[3] == UNPARSEABLE  # a definitive answer is cached too
+    assert second.column("status").to_pylist() == [OK] * 30
     assert [v["cached"] for v in second.column("judges").to_pylist()[0]] == [True]
 
 
@@ -105,24 +107,147 @@ def _cache_entries(tmp_path) -> list[tuple[str, str]]:
     return sorted(zip(table.column("key").to_pylist(), table.column("trace_id").to_pylist()))
 
 
+def _judge_keys(server, batch, mode=JSON_SCHEMA) -> list[str]:
+    client = judges(server, "judge-a")[0]
+    return [client.cache_keys(row.question, row.answer, (mode,))[mode] for row in trace_inputs(batch)]
+
+
 def test_cache_entries_carry_the_trace_they_were_written_for(openai_server, tmp_path):
     cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
     answers = [f"shared answer {i}" for i in range(4)]
-    first = run(JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG),
-                traces(4, answers=answers, prefix="a"))
-    hashes = first.column("content_hash").to_pylist()
-    assert _cache_entries(tmp_path) == sorted((h, f"a-{i}") for i, h in enumerate(hashes))
+    batch = traces(4, answers=answers, prefix="a")
+    run(JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG), batch)
+    keys = _judge_keys(openai_server, batch)  # the server has json_schema: requests went out in that mode
+    assert _cache_entries(tmp_path) == sorted((k, f"a-{i}") for i, k in enumerate(keys))
     calls = openai_server.stats.requests
     # Other traces with the same content are answered from the cache, and get entries of their own.
     scorer = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG)
-    second = run(scorer, traces(4, answers=answers, prefix="b"))
-    assert openai_server.stats.requests == calls and second.column("content_hash").to_pylist() == hashes
-    assert _cache_entries(tmp_path) == sorted([(h, f"a-{i}") for i, h in enumerate(hashes)]
-                                              + [(h, f"b-{i}") for i, h in enumerate(hashes)])
+    run(scorer, traces(4, answers=answers, prefix="b"))
+    assert openai_server.stats.requests == calls
+    assert _cache_entries(tmp_path) == sorted([(k, f"a-{i}") for i, k in enumerate(keys)]
+                                              + [(k, f"b-{i}") for i, k in enumerate(keys)])
     # Once each trace has its entry, re-running the cell writes nothing.
     again = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG)
     run(again, traces(4, answers=answers, prefix="b"))
     assert again.shards[0].files_written == 0
+
+
+@pytest.fixture(params=["local", "s3"])
+def warehouse(request, tmp_path):
+    if request.param == "local":
+        return resolve(str(tmp_path / "wh"))
+    bucket, endpoint = request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_endpoint")
+    return resolve(f"s3://{bucket}/wh", S3Options(endpoint_url=endpoint))
+
+
+def _tries(cache, key) -> int:
+    shard = cache.shard("judge", "judge-a", JudgePrompt().version, DAY, SLUG)
+    return shard.get(key)["tries"]
+
+
+def test_non_ok_answers_are_asked_again_until_their_tries_run_out(openai_server, warehouse):
+    cache = ScoreCache.in_warehouse(warehouse)
+    answers = ["fine", "a [[reply:garbage]]", "b [[reply:score=1.7]]", "c [[reply:garbagex1]]", "d [[fail:503x3]]"]
+    batch = traces(5, answers=answers)
+    keys = _judge_keys(openai_server, batch)
+
+    def once():
+        scorer = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG, max_tries=3)
+        before = openai_server.stats.requests
+        table = run(scorer, batch)
+        return table.column("status").to_pylist(), openai_server.stats.requests - before, scorer.metadata()
+
+    statuses, calls, meta = once()
+    assert statuses == [OK, UNPARSEABLE, OUT_OF_RANGE, UNPARSEABLE, ERROR]
+    assert calls == 4 + 3 and meta["rows_retried_from_cache"] == 0
+    # Run 2: every non-ok answer is asked again; the flaky one (and the failed call) now pass.
+    statuses, calls, meta = once()
+    assert statuses == [OK, UNPARSEABLE, OUT_OF_RANGE, OK, OK]
+    assert calls == 4 and meta["rows_retried_from_cache"] == 4 and meta["cache_hits"] == 1
+    assert meta["rows_final_non_ok_from_cache"] == 0 and meta["non_ok_max_tries"] == 3
+    assert [_tries(cache, k) for k in keys[1:3]] == [2, 2]
+    # Run 3: the third and last try of the two that stay non-ok.
+    statuses, calls, meta = once()
+    assert statuses == [OK, UNPARSEABLE, OUT_OF_RANGE, OK, OK]
+    assert calls == 2 and meta["rows_retried_from_cache"] == 2 and meta["cache_hits"] == 3
+    assert [_tries(cache, k) for k in keys[1:3]] == [3, 3]
+    # Run 4: tries used up: their last status is served from the cache, no call.
+    statuses, calls, meta = once()
+    assert statuses == [OK, UNPARSEABLE, OUT_OF_RANGE, OK, OK]
+    assert calls == 0 and meta["rows_retried_from_cache"] == 0
+    assert meta["cache_hits"] == 5 and meta["rows_final_non_ok_from_cache"] == 2
+
+
+def test_one_try_means_a_non_ok_answer_is_never_asked_again(openai_server, tmp_path):
+    cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
+    batch = traces(2, answers=["fine", "a [[reply:garbage]]"])
+    for _ in range(2):
+        scorer = JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG, max_tries=1)
+        run(scorer, batch)
+    assert openai_server.stats.requests == 2
+    assert scorer.metadata()["rows_final_non_ok_from_cache"] == 1
+    with pytest.raises(ValueError):
+        JudgeCellScorer(judges(openai_server, "judge-a"), max_tries=0)
+
+
+def test_other_text_or_another_structured_output_mode_asks_again(openai_server, tmp_path):
+    cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
+
+    def scorer(**kwargs):
+        client = JudgeClient(Endpoint(openai_server.base_url, "judge-a"), retry=FAST_RETRY, **kwargs)
+        return JudgeCellScorer([client], cache=cache, day=DAY, cell_model_slug=SLUG)
+
+    redacted = traces(3, answers=[f"write to <EMAIL> about {i}" for i in range(3)])
+    run(scorer(), redacted)
+    assert openai_server.stats.requests == 3
+    # The same traces (same content_hash upstream) with other redacted text: the judge is asked again.
+    clear = traces(3, answers=[f"write to bob@example.com about {i}" for i in range(3)])
+    run(scorer(), clear)
+    assert openai_server.stats.requests == 6
+    run(scorer(), clear)
+    assert openai_server.stats.requests == 6
+    # A judge forced to another structured-output mode sends other requests: asked again.
+    forced = scorer(structured_output="json_object")
+    run(forced, clear)
+    assert openai_server.stats.requests == 9 and forced.metadata()["cache_hits"] == 0
+    # Before a run has detected the endpoint's mode, the newest answer to any mode's request
+    # serves (knowing the mode would cost a call); here the json_object answers.
+    auto = scorer()
+    table = run(auto, traces(3, answers=[f"write to bob@example.com about {i}" for i in range(3)], prefix="z"))
+    assert openai_server.stats.requests == 9 and auto.metadata()["cache_hits"] == 3
+    assert table.column("judge_score").to_pylist() == run(scorer(structured_output="json_object"), clear).column("judge_score").to_pylist()
+
+
+def test_ragas_non_ok_answers_are_retried_and_the_key_covers_inputs_and_models(openai_server, tmp_path):
+    cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
+
+    def scorer(embeddings="emb", max_tries=2):
+        return RagasCellScorer(
+            RagasScorer(Endpoint(openai_server.base_url, "llm"), Endpoint(openai_server.base_url, embeddings),
+                        retry=FAST_RETRY),
+            cache=cache, day=DAY, cell_model_slug=SLUG, max_tries=max_tries,
+        )
+
+    batch = traces(3, answers=["Sorting puts items in order.", "x [[ragas:garbage]]", "y [[ragas:fail500]]"],
+                   contexts=["Sorting puts items of a list in order."])
+    first = scorer()
+    assert run(first, batch).column("status").to_pylist() == [OK, UNPARSEABLE, ERROR]
+    calls = openai_server.stats.requests
+    second = scorer()
+    assert run(second, batch).column("status").to_pylist() == [OK, UNPARSEABLE, ERROR]
+    assert openai_server.stats.requests > calls
+    meta = second.metadata()
+    assert meta["rows_retried_from_cache"] == 2 and meta["cache_hits"] == 1 and meta["traces_asked"] == 2
+    calls = openai_server.stats.requests
+    third = scorer()
+    run(third, batch)
+    assert openai_server.stats.requests == calls  # two tries each: served from the cache now
+    assert third.metadata()["rows_final_non_ok_from_cache"] == 2 and third.metadata()["cache_hits"] == 3
+    # Another embeddings model is another key.
+    other = scorer(embeddings="emb-2")
+    run(other, batch)
+    assert other.metadata()["cache_hits"] == 0 and openai_server.stats.requests > calls
+    assert RagasCellScorer.cache_key(other, trace_inputs(batch)[0]) != RagasCellScorer.cache_key(third, trace_inputs(batch)[0])
 
 
 def test_ragas_cache_entries_carry_the_trace_too(openai_server, tmp_path):
@@ -135,7 +260,7 @@ def test_ragas_cache_entries_carry_the_trace_too(openai_server, tmp_path):
     assert sorted(trace for _, trace in _cache_entries(tmp_path)) == ["r-0", "r-1", "r-2"]
 
 
-def test_errors_are_not_cached_and_are_asked_again(openai_server, tmp_path):
+def test_errors_are_asked_again_on_the_next_run(openai_server, tmp_path):
     cache = ScoreCache.in_warehouse(resolve(str(tmp_path)))
     batch = traces(5, answers=["a0", "a1 [[fail:503x3]]", "a2", "a3", "a4"])
     first = run(JudgeCellScorer(judges(openai_server, "judge-a"), cache=cache, day=DAY, cell_model_slug=SLUG), batch)
