@@ -16,11 +16,18 @@ the reward is null: a failure never becomes, or silently reshapes, a reward.
 A metric that is not configured (no embeddings endpoint for answer
 relevancy) is left out of the reward like an inapplicable one; the WARN check
 on the asset reports it.
+
+Some values Ragas returns measure nothing: when the LLM generates no
+question from the response (an empty ``question``), ``AnswerRelevancy``
+returns 0.0 without comparing anything. Such a value is ``degenerate``
+(null, and the reward is null): a 0.0 there would read as "irrelevant answer".
+We see the generated questions by wrapping the LLM the metric uses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import math
@@ -33,6 +40,7 @@ from typing import Sequence
 from .http import CallLedger, EndpointStats, RequestGuard, RetryPolicy, async_openai_client, charged_to
 from .judge import MAX_ERROR_CHARS, Endpoint, describe_failure
 from .schema import (
+    DEGENERATE,
     ERROR,
     NOT_APPLICABLE,
     NOT_CONFIGURED,
@@ -52,7 +60,10 @@ FLOAT_TOLERANCE = 1e-9
 # mode, response_format json_object); "none" sends no response_format (instructor's
 # Markdown-JSON mode: the schema in the prompt) for servers that refuse response_format.
 RAGAS_STRUCTURED_MODES = ("json_object", "none")
-FAILED_STATUSES = frozenset({ERROR, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED})
+FAILED_STATUSES = frozenset({ERROR, UNPARSEABLE, OUT_OF_RANGE, UNDETERMINED, DEGENERATE})
+
+# The questions AnswerRelevancy generated in the current metric call (see _question_recording_llm).
+_generated_questions: contextvars.ContextVar[list | None] = contextvars.ContextVar("ragas_generated_questions", default=None)
 
 
 def ragas_reward(values: dict[str, float | None], statuses: dict[str, str], weights: dict[str, float] | None = None) -> float | None:
@@ -194,6 +205,49 @@ def _checked_value(value) -> tuple[str, float | None, str | None]:
     return OK, number, None
 
 
+def _no_question(questions: list, value: float | None) -> bool:
+    """True when answer relevancy's value rests on no generated question: every question
+    the LLM generated is blank, or (nothing was seen) Ragas returned its 0.0 for that case."""
+    if any(isinstance(q, str) and q.strip() for q in questions):
+        return False
+    return bool(questions) or value == 0.0
+
+
+_RECORDING_LLM_CLASS = None
+
+
+def _question_recording_llm(llm):
+    """``llm`` as AnswerRelevancy sees it: every call goes to ``llm``, and each generated
+    question is noted in this metric call's ``_generated_questions`` list."""
+    global _RECORDING_LLM_CLASS
+    if _RECORDING_LLM_CLASS is None:
+        from ragas.llms.base import InstructorBaseRagasLLM
+        from ragas.metrics.collections.answer_relevancy.util import AnswerRelevanceOutput
+
+        class QuestionRecordingLLM(InstructorBaseRagasLLM):
+            def __init__(self, inner) -> None:
+                self.inner = inner
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+            @staticmethod
+            def _note(result):
+                questions = _generated_questions.get()
+                if questions is not None and isinstance(result, AnswerRelevanceOutput):
+                    questions.append(result.question)
+                return result
+
+            def generate(self, prompt, response_model):
+                return self._note(self.inner.generate(prompt, response_model))
+
+            async def agenerate(self, prompt, response_model):
+                return self._note(await self.inner.agenerate(prompt, response_model))
+
+        _RECORDING_LLM_CLASS = QuestionRecordingLLM
+    return _RECORDING_LLM_CLASS(llm)
+
+
 class RagasScorer:
     """Scores (question, answer, contexts) with the three Ragas metrics; never raises for a failed call."""
 
@@ -297,6 +351,7 @@ class RagasScorer:
                 max_retries=self.instructor_max_retries,
             )
         metrics = {FAITHFULNESS: Faithfulness(llm=llm), CONTEXT_PRECISION: ContextPrecisionWithoutReference(llm=llm)}
+        llm = _question_recording_llm(llm)
         if self.embeddings_endpoint is not None:
             embeddings_client = async_openai_client(
                 self.embeddings_endpoint.base_url, self.embeddings_endpoint.api_key, self.embeddings_guard
@@ -312,9 +367,16 @@ class RagasScorer:
     async def _run_metric(self, name: str, metric, **inputs) -> MetricOutcome:
         ledger = CallLedger()
         started = time.perf_counter()
+        questions: list | None = [] if name == ANSWER_RELEVANCY else None
         with charged_to(ledger):
+            # The metric's task copies the context as it is created: it sees this call's list.
+            token = _generated_questions.set(questions)
             try:
-                result = await asyncio.wait_for(metric.ascore(**inputs), self.metric_timeout_s)
+                call = asyncio.ensure_future(metric.ascore(**inputs))
+            finally:
+                _generated_questions.reset(token)
+            try:
+                result = await asyncio.wait_for(call, self.metric_timeout_s)
             except Exception as exc:  # Ragas raises on failure; we record it
                 status, cause = classify_failure(exc)
                 detail = describe_failure(cause) if status == ERROR else f"unreadable reply: {type(cause).__name__}"
@@ -328,6 +390,9 @@ class RagasScorer:
                     (time.perf_counter() - started) * 1000,
                 )
         status, value, detail = _checked_value(getattr(result, "value", result))
+        if status == OK and questions is not None and _no_question(questions, value):
+            status, value = DEGENERATE, None
+            detail = f"the LLM generated no question from the response ({len(questions)} asked); Ragas scores that 0.0"
         return MetricOutcome(
             status,
             value,

@@ -8,6 +8,7 @@ from materializer_assets.lib.scoring.http import RetryPolicy
 from materializer_assets.lib.scoring.judge import Endpoint
 from materializer_assets.lib.scoring.ragas_metrics import RagasOutcome, RagasScorer, ragas_reward
 from materializer_assets.lib.scoring.schema import (
+    DEGENERATE,
     ERROR,
     NOT_APPLICABLE,
     NOT_CONFIGURED,
@@ -109,6 +110,26 @@ def test_a_nan_metric_is_undetermined_and_blocks_the_reward(openai_server):
     assert outcome.metrics["context_precision"].status == OK
     assert outcome.status == UNDETERMINED
     assert outcome.reward() is None
+
+
+def test_an_empty_generated_question_is_degenerate_not_a_zero(openai_server):
+    # Ragas 0.4.3 returns answer_relevancy = 0.0 when the LLM generated no question; that 0.0 measures nothing.
+    outcome, _ = score(openai_server, QUESTION, "Use sorted. [[ragas:emptyquestion]]", CONTEXTS)
+    relevancy = outcome.metrics["answer_relevancy"]
+    assert relevancy.status == DEGENERATE and relevancy.value is None
+    assert "no question" in relevancy.error
+    assert outcome.metrics["faithfulness"].status == OK and outcome.metrics["context_precision"].status == OK
+    assert outcome.status == DEGENERATE
+    assert outcome.reward() is None
+    assert openai_server.stats.embeddings == 0  # Ragas compared nothing
+
+
+def test_a_noncommittal_answer_keeps_its_real_zero(openai_server):
+    # A question was generated and the answer is evasive: 0.0 is Ragas's verdict, not a degenerate value.
+    outcome, _ = score(openai_server, QUESTION, "I don't know, sorry.", [])
+    relevancy = outcome.metrics["answer_relevancy"]
+    assert (relevancy.status, relevancy.value) == (OK, 0.0)
+    assert outcome.reward() == 0.0
 
 
 def test_a_metric_timeout_is_an_error(openai_server):
