@@ -192,6 +192,76 @@ def test_failures_are_null_with_their_status_and_warned_about(tmp_path, openai_s
     assert ragas_rows["down"]["status"] == "error" and ragas_rows["down"]["ragas_reward"] is None
 
 
+def test_a_rerun_asks_again_for_non_ok_replies_until_their_tries_run_out(tmp_path, openai_server):
+    source = _write_source(
+        tmp_path / "source",
+        [_chat(f"ok-{i}", True, f"A fine answer {i}.") for i in range(3)]
+        + [_chat("flaky", True, "An answer [[reply:garbagex1]]"), _chat("garbage", True, "An answer [[reply:garbage]]")],
+    )
+    warehouse = str(tmp_path / "wh")
+    judge, _ = _served(openai_server, non_ok_max_tries=2)
+    resources = _resources(source, warehouse, judge)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def once():
+        before = openai_server.stats.requests
+        result = _materialize(resources, instance=instance)
+        assert result.success
+        statuses = {r["trace_id"]: r["status"] for r in _rows(warehouse, "judge-scores")}
+        return statuses, openai_server.stats.requests - before, materialization_metadata(result, "judge_scores")
+
+    statuses, calls, meta = once()
+    assert (statuses["flaky"], statuses["garbage"], calls) == ("unparseable", "unparseable", 5)
+    assert meta["rows_retried_from_cache"] == 0 and meta["non_ok_max_tries"] == 2
+    # The re-run asks again for both unparseable replies (and only them); the flaky one now parses.
+    statuses, calls, meta = once()
+    assert (statuses["flaky"], statuses["garbage"], calls) == ("ok", "unparseable", 2)
+    assert meta["rows_retried_from_cache"] == 2 and meta["cache_hits"] == 3
+    assert meta["rows_final_non_ok_from_cache"] == 0
+    # Two tries used: the last status is served from the cache, and the metadata says so.
+    statuses, calls, meta = once()
+    assert (statuses["flaky"], statuses["garbage"], calls) == ("ok", "unparseable", 0)
+    assert meta["rows_retried_from_cache"] == 0 and meta["rows_final_non_ok_from_cache"] == 1
+    assert meta["cache_hits"] == 5
+
+
+def test_other_redaction_settings_ask_the_judge_and_ragas_again(tmp_path, openai_server):
+    from materializer_assets.lib.redaction import ENTITY_TYPES
+
+    source = _write_source(
+        tmp_path / "source",
+        [_chat(f"plain-{i}", True, f"Use sorted to sort a list. Example {i}.") for i in range(3)]
+        + [_chat("mail", True, "Ask alice.smith@example.com how to sort a list with sorted.")],
+    )
+    warehouse = str(tmp_path / "wh")
+    judge, ragas = _served(openai_server)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def once(privacy):
+        resources = {**_resources(source, warehouse, judge, ragas), "privacy": privacy}
+        openai_server.stats.recent.clear()
+        before = openai_server.stats.requests
+        result = _materialize(resources, instance=instance)
+        assert result.success
+        return result, openai_server.stats.requests - before, json.dumps(list(openai_server.stats.recent))
+
+    result, calls, sent = once(PrivacyResource())  # emails redacted
+    assert calls > 4 and "<EMAIL>" in sent and "alice.smith@example.com" not in sent
+    hashes = {r["trace_id"]: r["content_hash"] for r in _rows(warehouse, "judge-scores")}
+    # Same traces, same content hashes, but emails are no longer redacted: what the judge and
+    # Ragas would see changed, so the trace with the email is asked again (and only that one).
+    result, calls, sent = once(PrivacyResource(entities=[e for e in ENTITY_TYPES if e != "EMAIL"]))
+    assert calls > 0 and "alice.smith@example.com" in sent
+    judge_meta = materialization_metadata(result, "judge_scores")
+    assert judge_meta["judge_calls_asked"] == 1 and judge_meta["cache_hits"] == 3
+    ragas_meta = materialization_metadata(result, "ragas_scores")
+    assert ragas_meta["traces_asked"] == 1 and ragas_meta["cache_hits"] == 3
+    assert {r["trace_id"]: r["content_hash"] for r in _rows(warehouse, "judge-scores")} == hashes  # taken before redaction
+    # The same settings again: everything from the cache.
+    result, calls, _ = once(PrivacyResource(entities=[e for e in ENTITY_TYPES if e != "EMAIL"]))
+    assert calls == 0 and materialization_metadata(result, "judge_scores")["cache_hits"] == 4
+
+
 def test_bursts_of_429_and_5xx_are_retried_within_the_run(source, tmp_path, openai_server):
     openai_server.config.fail_next = [429, 503, 429, 502]
     judge, _ = _served(openai_server, max_attempts=5)
