@@ -54,6 +54,7 @@ def _shared() -> dict:
     settings = {
         "max_non_ok_share": _number("MATERIALIZER_SCORING_MAX_NON_OK_SHARE", 0.05),
         "cache_location": os.environ.get("MATERIALIZER_SCORE_CACHE", ""),
+        "non_ok_max_tries": _number("MATERIALIZER_SCORING_NON_OK_MAX_TRIES", 3, int),
     }
     return settings
 
