@@ -13,7 +13,9 @@ Input batches are normalized trace rows (``lib/schema.py``; ``feedback_score``
 included) plus, when scores are joined by the caller instead of
 :class:`ScoreLookup`, the columns ``ragas_reward``, ``ragas_status``,
 ``ragas_version``, ``judge_score``, ``judge_status``, ``judge_model`` and
-``prompt_version`` (any of them may be absent: null).
+``prompt_version`` (any of them may be absent: null; a score without its
+status column stands for ok). A row gets a reward and a label only when every
+configured scorer is ok for it (see :mod:`.rewards`).
 
 Consent is enforced at write time: a row without consent = true and a
 recorded consent source raises :class:`~materializer_assets.lib.stages.ConsentViolation`
@@ -193,7 +195,15 @@ class RewardDatasetBuilder:
 
     def metadata(self) -> dict:
         split_stats = self._plan.stats.as_metadata() if self._plan is not None else {}
-        return {**split_stats, **self.summary.as_metadata(), "reward_spec": self.reward_config.spec(), "split_spec": self.split_config.spec()}
+        return {
+            **split_stats,
+            **self.summary.as_metadata(),
+            # The scorers every labeled row was ok for, and those that did not count (switched off or weight 0).
+            "reward_scorers": "+".join(self.reward_config.scorers) or "none",
+            "reward_scorers_left_out": self.reward_config.scorers_left_out(),
+            "reward_spec": self.reward_config.spec(),
+            "split_spec": self.split_config.spec(),
+        }
 
 
 def build_reward_table(

@@ -1,14 +1,27 @@
 """Final reward, user-feedback normalization and preference labels.
 
-``final_reward`` is the weighted mean of the reward components a row has:
+A row gets a ``final_reward`` (and so a label) only when **every configured
+scorer is ok for it**. The configured scorers are those switched on
+(``use_ragas`` / ``use_judge``, default on) with a positive weight; a scorer
+whose row status is anything but ``ok`` — ``error``, ``unparseable``,
+``out_of_range``, ``degenerate``, ``not_configured`` (no endpoint), not scored
+at all … — leaves the row without reward and label, and the reason is kept in
+``unlabeled_reason`` (``ragas_error``, ``judge_unparseable``, …; several joined
+by ``+``). A failed scorer is never read as "not configured": to label
+without a scorer, switch it off (or give it weight 0), and ``reward_source``
+says which components counted.
 
-    final = Σ wᵢ·xᵢ / Σ wᵢ   over components i with xᵢ present (non-null) and wᵢ > 0
+For a row whose configured scorers are all ok, ``final_reward`` is the
+weighted mean of its components:
 
-so a row with only a judge score gets ``final = judge_score`` and a row with
-no component gets null (never 0). Defaults follow our design document:
-``0.6·ragas_reward + 0.4·judge_score``; user feedback has weight 0 unless
-configured. ``reward_source`` names the components used, in the fixed order
-``ragas+judge+feedback``.
+    final = Σ wᵢ·xᵢ / Σ wᵢ   over the configured scorers, plus user feedback where present
+
+Defaults follow our design document: ``0.6·ragas_reward + 0.4·judge_score``;
+user feedback has weight 0 unless configured, and only counts where the row
+has usable feedback (a row without feedback is scored by the scorers alone).
+When no scorer is configured, feedback alone is the reward and a row without
+it is unlabeled (``no_component``). ``reward_source`` names the components
+used, in the fixed order ``ragas+judge+feedback``.
 
 Inputs are validated, never repaired: a component outside [0, 1] (or NaN) is a
 :class:`RewardInputError` naming the column and a trace, because a score on
@@ -44,7 +57,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -55,8 +68,17 @@ NEUTRAL = "neutral"
 LABELS = (PREFERRED, NEUTRAL, NON_PREFERRED)
 
 COMPONENTS = ("ragas", "judge", "feedback")
-# The input column of each component.
+# The components that are scorers: a label needs each configured one to be ok for the row.
+SCORERS = ("ragas", "judge")
+# The input column of each component, and the status column of each scorer.
 COMPONENT_COLUMNS = {"ragas": "ragas_reward", "judge": "judge_score", "feedback": "feedback_reward"}
+STATUS_COLUMNS = {"ragas": "ragas_status", "judge": "judge_status"}
+SCORE_OK = "ok"
+# unlabeled_reason parts besides "<scorer>_<status>":
+NOT_SCORED = "not_scored"  # the scorer has no row (and no status) for the trace
+NO_VALUE = "no_value"  # status ok but no value: never written by our scorers
+NO_COMPONENT = "no_component"  # no scorer configured and the row has no feedback
+REASON_SEPARATOR = "+"
 
 FEEDBACK_SCALES: dict[str, tuple[float, float] | None] = {
     "auto": None,
@@ -140,16 +162,38 @@ class RewardConfig:
     weights: RewardWeights = RewardWeights()
     thresholds: LabelThresholds = LabelThresholds()
     feedback_scale: str = "auto"
+    # Explicit switches: a scorer switched off never counts, whatever its weight and its rows.
+    use_ragas: bool = True
+    use_judge: bool = True
 
     def __post_init__(self) -> None:
         if self.feedback_scale not in FEEDBACK_SCALES:
             raise ValueError(f"feedback scale must be one of {sorted(FEEDBACK_SCALES)}, got {self.feedback_scale!r}")
+        if not self.scorers and self.weights.feedback <= 0:
+            raise ValueError(
+                "no reward component is left: every scorer is switched off or weighs 0, and feedback weighs 0 "
+                f"(weights {self.weights.as_dict()}, use_ragas={self.use_ragas}, use_judge={self.use_judge})"
+            )
+
+    @property
+    def scorers(self) -> tuple[str, ...]:
+        """The configured scorers: switched on and weighted above 0. Each must be ok for a row to get a label."""
+        return tuple(name for name in SCORERS if getattr(self, f"use_{name}") and getattr(self.weights, name) > 0)
+
+    def scorers_left_out(self) -> dict[str, str]:
+        """Scorers that do not count, and why (``switched_off`` or ``weight_0``)."""
+        return {
+            name: "switched_off" if not getattr(self, f"use_{name}") else "weight_0"
+            for name in SCORERS
+            if name not in self.scorers
+        }
 
     def spec(self) -> str:
         """A compact, stable description stored on every row (lineage)."""
         return json.dumps(
             {
                 "weights": self.weights.as_dict(),
+                "scorers": list(self.scorers),
                 "preferred_min": self.thresholds.preferred,
                 "non_preferred_max": self.thresholds.non_preferred,
                 "feedback_scale": self.feedback_scale,
@@ -223,44 +267,91 @@ def validate_component(
         )
 
 
+class FinalRewards(NamedTuple):
+    final_reward: pa.Array  # null where a configured scorer is not ok (or nothing counted)
+    reward_source: pa.Array  # the components used, e.g. "ragas+judge"; null where final_reward is
+    unlabeled_reason: pa.Array  # why final_reward is null, e.g. "ragas_error+judge_not_scored"; null where it is not
+
+
+def _statuses(name: str, statuses: Mapping[str, pa.Array | pa.ChunkedArray | None] | None, valid: np.ndarray) -> np.ndarray:
+    """The row statuses of scorer ``name``; without a status column, a value stands for ``ok``."""
+    given = (statuses or {}).get(name)
+    if given is None:
+        return np.where(valid, SCORE_OK, None).astype(object)
+    if len(given) != len(valid):
+        raise ValueError(f"status of {name!r} has {len(given)} values for {len(valid)} rows")
+    return np.array(given.to_pylist(), dtype=object)
+
+
 def final_rewards(
     components: Mapping[str, pa.Array | pa.ChunkedArray | None],
     weights: RewardWeights,
     num_rows: int,
     trace_ids: pa.Array | pa.ChunkedArray | None = None,
-) -> tuple[pa.Array, pa.Array]:
-    """``(final_reward, reward_source)`` from ``{"ragas": …, "judge": …, "feedback": …}``.
+    *,
+    statuses: Mapping[str, pa.Array | pa.ChunkedArray | None] | None = None,
+    scorers: tuple[str, ...] | None = None,
+) -> FinalRewards:
+    """``(final_reward, reward_source, unlabeled_reason)`` from ``{"ragas": …, "judge": …, "feedback": …}``.
 
-    A missing (None) component counts as null on every row. Components are
-    validated first (:class:`RewardInputError`).
+    ``scorers`` are the configured scorers (default: those weighted above 0):
+    a row gets a reward only when each of them has status ``ok`` and a value
+    (``statuses`` maps a scorer to its row statuses; without one, a value
+    stands for ok). A missing (None) component counts as null on every row.
+    Components are validated first (:class:`RewardInputError`).
     """
     unknown = set(components) - set(COMPONENTS)
     if unknown:
         raise ValueError(f"unknown reward components: {sorted(unknown)}")
-    numerator = np.zeros(num_rows)
-    denominator = np.zeros(num_rows)
-    used: list[tuple[str, np.ndarray]] = []
+    if scorers is None:
+        scorers = tuple(name for name in SCORERS if getattr(weights, name) > 0)
+    if set(scorers) - set(SCORERS):
+        raise ValueError(f"unknown scorers: {sorted(set(scorers) - set(SCORERS))}")
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in COMPONENTS:
         values = components.get(name)
         if values is None:
+            arrays[name] = (np.full(num_rows, np.nan), np.zeros(num_rows, dtype=bool))
             continue
         if len(values) != num_rows:
             raise ValueError(f"component {name!r} has {len(values)} values for {num_rows} rows")
         validate_component(values, COMPONENT_COLUMNS[name], trace_ids)
+        arrays[name] = _as_numpy(values)
+
+    numerator = np.zeros(num_rows)
+    denominator = np.zeros(num_rows)
+    blocked = np.zeros(num_rows, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(num_rows)]
+    for name in scorers:
+        numbers, valid = arrays[name]
         weight = float(getattr(weights, name))
-        if weight <= 0:
-            continue
-        numbers, valid = _as_numpy(values)
-        numerator += np.where(valid, weight * np.nan_to_num(numbers), 0.0)
-        denominator += np.where(valid, weight, 0.0)
-        used.append((name, valid))
-    present = denominator > 0
+        status = _statuses(name, statuses, valid)
+        ok = (status == SCORE_OK) & valid
+        for i in np.flatnonzero(~ok):
+            part = NO_VALUE if status[i] == SCORE_OK else (status[i] or NOT_SCORED)
+            reasons[i].append(f"{name}_{part}")
+        numerator += np.where(ok, weight * np.nan_to_num(numbers), 0.0)
+        denominator += np.where(ok, weight, 0.0)
+        blocked |= ~ok
+    feedback_numbers, feedback_valid = arrays["feedback"]
+    feedback_used = feedback_valid & (weights.feedback > 0) & ~blocked
+    numerator += np.where(feedback_used, weights.feedback * np.nan_to_num(feedback_numbers), 0.0)
+    denominator += np.where(feedback_used, weights.feedback, 0.0)
+
+    present = ~blocked & (denominator > 0)
+    for i in np.flatnonzero(~blocked & ~present):
+        reasons[i].append(NO_COMPONENT)
     with np.errstate(invalid="ignore", divide="ignore"):
         final = np.where(present, numerator / np.where(present, denominator, 1.0), np.nan)
     # Only rounding noise can leave [0, 1] here; inputs were validated above.
     final = np.clip(np.round(final, ROUND_DECIMALS), 0.0, 1.0)
-    sources = ["+".join(name for name, valid in used if valid[i]) or None for i in range(num_rows)]
-    return _to_arrow(final, present), pa.array(sources, pa.string())
+    used = [*scorers]
+    sources = [
+        REASON_SEPARATOR.join(used + (["feedback"] if feedback_used[i] else [])) if present[i] else None
+        for i in range(num_rows)
+    ]
+    unlabeled = [REASON_SEPARATOR.join(parts) if parts else None for parts in reasons]
+    return FinalRewards(_to_arrow(final, present), pa.array(sources, pa.string()), pa.array(unlabeled, pa.string()))
 
 
 def labels(final: pa.Array | pa.ChunkedArray, thresholds: LabelThresholds) -> pa.Array:
@@ -277,9 +368,10 @@ def labels(final: pa.Array | pa.ChunkedArray, thresholds: LabelThresholds) -> pa
 def reward_columns(batch: pa.RecordBatch | pa.Table, config: RewardConfig) -> dict[str, pa.Array]:
     """The reward columns of a batch of traces joined with their scores.
 
-    Reads ``ragas_reward``, ``judge_score`` and ``feedback_score`` where present
-    (absent = null); returns ``feedback_reward``, ``feedback_status``,
-    ``final_reward``, ``reward_source`` and ``label``.
+    Reads ``ragas_reward`` / ``ragas_status``, ``judge_score`` / ``judge_status``
+    and ``feedback_score`` where present (absent = null; a score without a status
+    column stands for ok); returns ``feedback_reward``, ``feedback_status``,
+    ``final_reward``, ``reward_source``, ``label`` and ``unlabeled_reason``.
     """
     n = batch.num_rows
     names = batch.schema.names
@@ -293,11 +385,25 @@ def reward_columns(batch: pa.RecordBatch | pa.Table, config: RewardConfig) -> di
         "judge": batch.column("judge_score") if "judge_score" in names else None,
         "feedback": feedback_reward,
     }
-    final, source = final_rewards(components, config.weights, n, trace_ids)
+    statuses = {name: batch.column(column) for name, column in STATUS_COLUMNS.items() if column in names}
+    final, source, unlabeled = final_rewards(
+        components, config.weights, n, trace_ids, statuses=statuses, scorers=config.scorers
+    )
     return {
         "feedback_reward": feedback_reward,
         "feedback_status": feedback_status,
         "final_reward": final,
         "reward_source": source,
         "label": labels(final, config.thresholds),
+        "unlabeled_reason": unlabeled,
     }
+
+
+def unlabeled_reason_counts(reasons: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    """``{reason: rows}`` over ``unlabeled_reason`` values; a row with two reasons counts under both."""
+    counts: dict[str, int] = {}
+    for value in reasons.to_pylist():
+        for part in (value or "").split(REASON_SEPARATOR):
+            if part:
+                counts[part] = counts.get(part, 0) + 1
+    return counts

@@ -88,8 +88,11 @@ REWARD_DATASET_SCHEMA = pa.schema(
         pa.field("judge_model", pa.string()),
         pa.field("prompt_version", pa.string()),  # the judge prompt's version
         pa.field("ragas_version", pa.string()),  # ragas package version + settings hash
-        pa.field("reward_spec", pa.string()),  # weights, thresholds, feedback scale (JSON)
+        pa.field("reward_spec", pa.string()),  # weights, counted scorers, thresholds, feedback scale (JSON)
         pa.field("split_spec", pa.string()),  # grouping, fraction, salt, near-dup settings (JSON)
+        # why final_reward and label are null: "<scorer>_<status>" of each configured scorer that was
+        # not ok ("ragas_error", "judge_not_scored", …; several joined by "+"), or "no_component"
+        pa.field("unlabeled_reason", pa.string()),
     ]
 )
 

@@ -16,7 +16,7 @@ from typing import Iterable
 import numpy as np
 import pyarrow as pa
 
-from .rewards import LABELS
+from .rewards import LABELS, unlabeled_reason_counts
 from .schema import EXCLUDED, TEST, TRAIN
 
 UNLABELED = "unlabeled"
@@ -67,6 +67,7 @@ class RewardSummary:
         self.rows = 0
         self._histogram = {"counts": [0] * bins, "null": 0, "out_of_range": 0}
         self._label_split: Counter = Counter()
+        self._unlabeled_reasons: Counter = Counter()
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         self.rows += batch.num_rows
@@ -78,6 +79,8 @@ class RewardSummary:
         labels = batch.column("label").to_pylist()
         splits = batch.column("split").to_pylist()
         self._label_split.update(zip((label or UNLABELED for label in labels), splits))
+        if "unlabeled_reason" in batch.schema.names:
+            self._unlabeled_reasons.update(unlabeled_reason_counts(batch.column("unlabeled_reason")))
 
     def histogram(self) -> dict:
         return {"edges": [round(i / self.bins, 6) for i in range(self.bins + 1)], **self._histogram}
@@ -97,11 +100,17 @@ class RewardSummary:
         return "\n".join(lines)
 
     def as_metadata(self) -> dict:
-        """Plain values (``rows``, ``rows_by_label_and_split``, ``reward_histogram``)
-        and Markdown strings (``*_md``) for the asset's metadata."""
+        """Plain values (``rows``, ``rows_by_label_and_split``, ``rows_unlabeled_by_reason``,
+        ``reward_histogram``) and Markdown strings (``*_md``) for the asset's metadata.
+
+        ``rows_unlabeled_by_reason`` counts rows per reason (``ragas_error``,
+        ``judge_not_scored``, …); a row with two failed scorers counts under both.
+        """
         histogram = self.histogram()
         return {
             "rows": self.rows,
+            "rows_unlabeled": sum(n for (label, _), n in self._label_split.items() if label == UNLABELED),
+            "rows_unlabeled_by_reason": dict(sorted(self._unlabeled_reasons.items())),
             "rows_by_label_and_split": self.label_split_counts(),
             "reward_histogram": histogram,
             "rows_by_label_and_split_md": self.label_split_markdown(),

@@ -37,6 +37,7 @@ JUDGE_MODEL = "qwen3-judge"
 JUDGE_PROMPT = "judge-v3"
 RAGAS_VERSION = "ragas-0.4.3-0123456789"
 SNAPSHOT = 4242424242424242424
+JUDGE_ALONE = RewardConfig(use_ragas=False)  # Ragas switched off explicitly: the judge alone labels rows
 QUESTIONS = [
     "What is the capital of France?",
     "How do I reverse a list in Python?",
@@ -120,21 +121,48 @@ def test_scores_are_joined_by_trace_observation_and_content_hash(traces):
     assert (rows["t-0"]["judge_model"], rows["t-0"]["prompt_version"], rows["t-0"]["ragas_version"]) == (JUDGE_MODEL, JUDGE_PROMPT, RAGAS_VERSION)
     assert (rows["t-0"]["judge_status"], rows["t-0"]["ragas_status"]) == ("ok", "ok")
 
-    assert rows["t-1"]["final_reward"] == 0.7 and rows["t-1"]["reward_source"] == "ragas"
-    assert rows["t-1"]["judge_status"] == "unparseable"
-    assert rows["t-2"]["final_reward"] == 0.2 and rows["t-2"]["label"] == "non_preferred"
-    assert rows["t-2"]["ragas_status"] == "not_applicable"
+    assert rows["t-0"]["unlabeled_reason"] is None
+
+    # A scorer that did not give an ok score leaves the row without reward and label, whatever the other said.
+    assert rows["t-1"]["judge_status"] == "unparseable" and rows["t-1"]["ragas_reward"] == 0.7
+    assert (rows["t-1"]["final_reward"], rows["t-1"]["label"], rows["t-1"]["reward_source"]) == (None, None, None)
+    assert rows["t-1"]["unlabeled_reason"] == "judge_unparseable"
+    assert rows["t-2"]["ragas_status"] == "not_applicable" and rows["t-2"]["judge_score"] == 0.2
+    assert (rows["t-2"]["final_reward"], rows["t-2"]["label"]) == (None, None)
+    assert rows["t-2"]["unlabeled_reason"] == "ragas_not_applicable"
 
     for unscored in ("t-3", "t-4"):
         assert rows[unscored]["judge_score"] is None and rows[unscored]["judge_status"] is None
         assert rows[unscored]["final_reward"] is None and rows[unscored]["label"] is None
+        assert rows[unscored]["unlabeled_reason"] == "ragas_not_scored+judge_not_scored"
 
     for row in rows.values():
         assert row["iceberg_snapshot_id"] == SNAPSHOT
         assert row["consent"] is True and row["consent_source"] == "column"
         assert row["reward_spec"] == RewardConfig().spec() and row["split_spec"] == SplitConfig().spec()
     assert meta["rows"] == 6
-    assert meta["rows_by_label_and_split"]["unlabeled"]["train"] + meta["rows_by_label_and_split"]["unlabeled"]["test"] + meta["rows_by_label_and_split"]["unlabeled"]["excluded"] == 3
+    assert sum(meta["rows_by_label_and_split"]["unlabeled"].values()) == meta["rows_unlabeled"] == 5
+    assert meta["rows_unlabeled_by_reason"] == {
+        "judge_not_scored": 3,
+        "judge_unparseable": 1,
+        "ragas_not_applicable": 1,
+        "ragas_not_scored": 3,
+    }
+    assert meta["reward_scorers"] == "ragas+judge" and meta["reward_scorers_left_out"] == {}
+
+
+def test_switching_ragas_off_lets_the_judge_alone_label_and_says_so(traces):
+    judge = judge_rows(traces, {"t-0": (0.9, "ok"), "t-1": (None, "error"), "t-2": (0.2, "ok")})
+    ragas = ragas_rows(traces, {"t-0": (None, "error"), "t-1": (0.7, "ok"), "t-2": (None, "degenerate")})
+    out, meta = build_reward_table(traces, reward_config=JUDGE_ALONE, scores=ScoreLookup(judge=judge, ragas=ragas))
+    rows = by_trace(out)
+    assert (rows["t-0"]["final_reward"], rows["t-0"]["label"], rows["t-0"]["reward_source"]) == (0.9, "preferred", "judge")
+    assert (rows["t-2"]["final_reward"], rows["t-2"]["label"], rows["t-2"]["reward_source"]) == (0.2, "non_preferred", "judge")
+    assert rows["t-0"]["ragas_status"] == "error"  # still recorded, just not counted
+    assert rows["t-1"]["final_reward"] is None and rows["t-1"]["unlabeled_reason"] == "judge_error"
+    assert meta["reward_scorers"] == "judge" and meta["reward_scorers_left_out"] == {"ragas": "switched_off"}
+    assert meta["rows_unlabeled_by_reason"] == {"judge_error": 1, "judge_not_scored": 3}
+    assert '"scorers":["judge"]' in rows["t-0"]["reward_spec"]
 
 
 def test_duplicate_score_rows_are_a_named_error(traces):
@@ -168,8 +196,8 @@ def test_a_row_without_a_consent_source_is_refused(traces):
 
 def test_two_streaming_passes_over_small_batches_equal_the_in_memory_build(traces):
     judge = judge_rows(traces, {f"t-{i}": (i / 5, "ok") for i in range(6)})
-    expected, _ = build_reward_table(traces, scores=ScoreLookup(judge=judge))
-    builder = RewardDatasetBuilder(scores=ScoreLookup(judge=judge))
+    expected, _ = build_reward_table(traces, reward_config=JUDGE_ALONE, scores=ScoreLookup(judge=judge))
+    builder = RewardDatasetBuilder(JUDGE_ALONE, scores=ScoreLookup(judge=judge))
     builder.plan(traces.select(builder.plan_columns).to_batches(max_chunksize=2))
     streamed = pa.Table.from_batches(list(builder.batches(traces.to_batches(max_chunksize=2))), schema=REWARD_DATASET_SCHEMA)
     assert streamed.to_pylist() == expected.to_pylist()
@@ -188,7 +216,8 @@ def test_the_builder_refuses_to_write_before_planning(traces):
 
 def test_reward_rows_round_trip_through_parquet_and_pass_the_checks(traces, tmp_path):
     judge = judge_rows(traces, {f"t-{i}": (0.1 * i, "ok") for i in range(6)})
-    out, _ = build_reward_table(traces, scores=ScoreLookup(judge=judge))
+    out, _ = build_reward_table(traces, reward_config=JUDGE_ALONE, scores=ScoreLookup(judge=judge))
+    assert out.column("final_reward").null_count == 0
     pq.write_table(out, tmp_path / "part-0.parquet")
     dataset = ds.dataset(tmp_path, format="parquet")
     assert dataset.schema.equals(REWARD_DATASET_SCHEMA, check_metadata=False)
@@ -211,7 +240,7 @@ def test_tool_call_responses_keep_their_json_text(tmp_path):
         extracted_at=EXTRACTED_AT,
         options=ReadOptions(convert_to_single_turn=False),
     )
-    out, _ = build_reward_table(table([row], judge=[0.9]), reward_config=RewardConfig(), split_config=SplitConfig(test_fraction=0.0))
+    out, _ = build_reward_table(table([row], judge=[0.9]), reward_config=JUDGE_ALONE, split_config=SplitConfig(test_fraction=0.0))
     (sft,) = exports.sft_table(out).to_pylist()
     assert sft["messages"][-1]["role"] == "assistant" and '"weather"' in sft["messages"][-1]["content"]
     assert sft["observation_id"] == "obs-1"
@@ -224,7 +253,7 @@ def test_a_reward_cell_is_stored_in_iceberg_and_rewritten_idempotently(traces, t
     judge = judge_rows(traces, {f"t-{i}": (0.15 * i, "ok") for i in range(6)})
 
     for _ in range(2):  # a re-run replaces the cell, never duplicates it
-        builder = RewardDatasetBuilder(scores=ScoreLookup(judge=judge), lineage=RewardLineage(iceberg_snapshot_id=SNAPSHOT))
+        builder = RewardDatasetBuilder(JUDGE_ALONE, scores=ScoreLookup(judge=judge), lineage=RewardLineage(iceberg_snapshot_id=SNAPSHOT))
         builder.plan(traces.select(builder.plan_columns).to_batches())
         commit = ice.replace_cell_from_batches(iceberg, cell, builder.batches(traces.to_batches()), REWARD_DATASET_SCHEMA)
         assert commit.rows == 6

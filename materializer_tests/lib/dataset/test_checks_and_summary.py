@@ -115,4 +115,16 @@ def test_summary_counts_labels_by_split_across_batches():
 def test_an_empty_summary_is_valid_metadata():
     meta = RewardSummary().as_metadata()
     assert meta["rows"] == 0 and sum(meta["reward_histogram"]["counts"]) == 0
-    assert set(meta) == {"rows", "rows_by_label_and_split", "reward_histogram", "rows_by_label_and_split_md", "reward_histogram_md"}
+    assert meta["rows_unlabeled"] == 0 and meta["rows_unlabeled_by_reason"] == {}
+    assert set(meta) == {"rows", "rows_unlabeled", "rows_unlabeled_by_reason", "rows_by_label_and_split", "reward_histogram",
+                         "rows_by_label_and_split_md", "reward_histogram_md"}
+
+
+def test_summary_counts_unlabeled_rows_by_reason():
+    summary = RewardSummary()
+    summary.add(pa.table({"final_reward": [None, None, 0.9, None], "label": [None, None, "preferred", None],
+                          "split": ["train", "test", "train", "excluded"],
+                          "unlabeled_reason": ["ragas_error", "ragas_degenerate+judge_error", None, "ragas_error"]}))
+    meta = summary.as_metadata()
+    assert meta["rows_unlabeled"] == 3
+    assert meta["rows_unlabeled_by_reason"] == {"judge_error": 1, "ragas_degenerate": 1, "ragas_error": 2}

@@ -1,4 +1,4 @@
-"""Final reward renormalization, input validation, feedback scales and labels."""
+"""Final reward (only from configured scorers that are all ok), input validation, feedback scales and labels."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from materializer_assets.lib.dataset.rewards import (
     labels,
     normalize_feedback,
     reward_columns,
+    unlabeled_reason_counts,
 )
 
 from .builders import table, trace
 
 
-def _final(ragas, judge, feedback=None, weights=RewardWeights()):
+def _final(ragas, judge, feedback=None, weights=RewardWeights(), statuses=None, scorers=None, reasons=False):
     n = len(ragas)
-    final, source = final_rewards(
+    final, source, unlabeled = final_rewards(
         {
             "ragas": pa.array(ragas, pa.float64()),
             "judge": pa.array(judge, pa.float64()),
@@ -31,7 +32,11 @@ def _final(ragas, judge, feedback=None, weights=RewardWeights()):
         },
         weights,
         n,
+        statuses={name: pa.array(values, pa.string()) for name, values in (statuses or {}).items()},
+        scorers=scorers,
     )
+    if reasons:
+        return final.to_pylist(), source.to_pylist(), unlabeled.to_pylist()
     return final.to_pylist(), source.to_pylist()
 
 
@@ -41,10 +46,42 @@ def test_default_weights_are_the_design_documents_60_40():
     assert source == ["ragas+judge"]
 
 
-def test_weights_renormalize_over_the_components_present():
-    final, source = _final([0.9, None, None, 0.2], [None, 0.5, None, None])
-    assert final == [0.9, 0.5, None, 0.2]  # one component: the reward is that component, never scaled by 0.6
-    assert source == ["ragas", "judge", None, "ragas"]
+def test_a_row_without_every_configured_scorer_gets_no_reward():
+    final, source, reasons = _final([0.9, None, None, 0.2], [None, 0.5, None, None], reasons=True)
+    # Never renormalized over the scorers that happen to be there: a missing score is not a smaller reward.
+    assert final == [None, None, None, None] and source == [None, None, None, None]
+    assert reasons == ["judge_not_scored", "ragas_not_scored", "ragas_not_scored+judge_not_scored", "judge_not_scored"]
+
+
+def test_a_failed_scorer_is_not_an_unconfigured_one():
+    # The issue's case: Ragas failed, the judge said 0.9. That used to be final_reward 0.9, "preferred".
+    final, source, reasons = _final(
+        [None, None, None, None, 0.8],
+        [0.9, 0.9, 0.9, 0.9, 0.9],
+        statuses={"ragas": ["unparseable", "error", "degenerate", "not_configured", "ok"], "judge": ["ok"] * 5},
+        reasons=True,
+    )
+    assert final == [None, None, None, None, pytest.approx(0.6 * 0.8 + 0.4 * 0.9)]
+    assert source == [None, None, None, None, "ragas+judge"]
+    assert reasons == ["ragas_unparseable", "ragas_error", "ragas_degenerate", "ragas_not_configured", None]
+    assert labels(pa.array(final, pa.float64()), LabelThresholds()).to_pylist() == [None, None, None, None, "preferred"]
+
+
+def test_a_value_counts_only_with_status_ok():
+    # A scorer never writes a value with another status (its blocking check says so); if one did, it would not count.
+    final, _, reasons = _final([0.5, 0.5], [0.9, 0.9], statuses={"ragas": ["ok", "ok"], "judge": ["out_of_range", "ok"]},
+                               reasons=True)
+    assert final == [None, pytest.approx(0.66)] and reasons == ["judge_out_of_range", None]
+    final, _, reasons = _final([None], [0.9], statuses={"ragas": ["ok"], "judge": ["ok"]}, reasons=True)
+    assert final == [None] and reasons == ["ragas_no_value"]
+
+
+def test_only_the_configured_scorers_must_be_ok():
+    statuses = {"ragas": ["error", "ok"], "judge": ["ok", "ok"]}
+    final, source, reasons = _final([None, 0.1], [0.9, 0.7], statuses=statuses, scorers=("judge",), reasons=True)
+    assert final == [0.9, 0.7] and source == ["judge", "judge"] and reasons == [None, None]
+    final, source = _final([None, 0.1], [0.9, 0.7], statuses=statuses, weights=RewardWeights(ragas=0, judge=1))
+    assert final == [0.9, 0.7] and source == ["judge", "judge"]
 
 
 def test_feedback_counts_only_with_a_positive_weight():
@@ -53,16 +90,23 @@ def test_feedback_counts_only_with_a_positive_weight():
     assert final == [0.5] and source == ["ragas+judge"]
 
     weights = RewardWeights(ragas=0.5, judge=0.25, feedback=0.25)
-    final, source = _final([0.4, None, None], [0.8, None, 0.2], [1.0, 0.0, None], weights)
+    final, source = _final([0.4, 0.4, None], [0.8, 0.8, 0.2], [1.0, None, 1.0], weights)
     assert final[0] == pytest.approx((0.5 * 0.4 + 0.25 * 0.8 + 0.25 * 1.0) / 1.0)
-    assert final[1] == 0.0  # only feedback present: a thumbs-down is a real 0, not "no reward"
-    assert final[2] == pytest.approx(0.2)
-    assert source == ["ragas+judge+feedback", "feedback", "judge"]
+    assert final[1] == pytest.approx((0.5 * 0.4 + 0.25 * 0.8) / 0.75)  # no feedback given: the scorers alone
+    assert final[2] is None  # feedback never stands in for a scorer that is missing
+    assert source == ["ragas+judge+feedback", "ragas+judge", None]
+
+
+def test_feedback_alone_when_no_scorer_is_configured():
+    weights = RewardWeights(ragas=0.0, judge=0.0, feedback=1.0)
+    final, source, reasons = _final([0.9, 0.9], [None, 0.9], [0.0, None], weights, reasons=True)
+    assert final == [0.0, None]  # a thumbs-down is a real 0, not "no reward"
+    assert source == ["feedback", None] and reasons == [None, "no_component"]
 
 
 def test_zero_weight_component_is_ignored_even_when_it_is_the_only_one():
-    final, source = _final([None], [0.7], None, RewardWeights(ragas=1.0, judge=0.0))
-    assert final == [None] and source == [None]
+    final, source, reasons = _final([None], [0.7], None, RewardWeights(ragas=1.0, judge=0.0), reasons=True)
+    assert final == [None] and source == [None] and reasons == ["ragas_not_scored"]
 
 
 def test_rounding_makes_threshold_values_exact():
@@ -177,6 +221,24 @@ def test_reward_columns_on_normalized_rows_with_feedback_from_metadata():
     assert out["final_reward"].to_pylist() == [pytest.approx((0.6 * 0.9 + 0.4 * 0.8 + 0.5 * 0.875) / 1.5), None, None]
     assert out["reward_source"].to_pylist() == ["ragas+judge+feedback", None, None]
     assert out["label"].to_pylist() == ["preferred", None, None]
+    neither = "ragas_not_scored+judge_not_scored"
+    assert out["unlabeled_reason"].to_pylist() == [None, neither, neither]
+
+
+def test_reward_columns_read_the_scorers_status_columns():
+    t = table([trace("t-1"), trace("t-2"), trace("t-3")], ragas=[None, 0.7, None], judge=[0.9, 0.9, None])
+    t = t.append_column("ragas_status", pa.array(["unparseable", "ok", None]))
+    t = t.append_column("judge_status", pa.array(["ok", "ok", "error"]))
+    out = reward_columns(t, RewardConfig())
+    assert out["final_reward"].to_pylist() == [None, pytest.approx(0.6 * 0.7 + 0.4 * 0.9), None]
+    assert out["label"].to_pylist() == [None, "neutral", None]
+    assert out["unlabeled_reason"].to_pylist() == ["ragas_unparseable", None, "ragas_not_scored+judge_error"]
+    # Ragas switched off explicitly: the judge alone labels, and says so.
+    out = reward_columns(t, RewardConfig(use_ragas=False))
+    assert out["final_reward"].to_pylist() == [0.9, 0.9, None]
+    assert out["label"].to_pylist() == ["preferred", "preferred", None]
+    assert out["reward_source"].to_pylist() == ["judge", "judge", None]
+    assert out["unlabeled_reason"].to_pylist() == [None, None, "judge_error"]
 
 
 def test_reward_columns_without_any_score_columns_are_all_unlabeled():
@@ -189,6 +251,26 @@ def test_reward_spec_is_stable_json():
     spec = RewardConfig().spec()
     assert spec == RewardConfig().spec()
     assert '"weights":{"feedback":0.0,"judge":0.4,"ragas":0.6}' in spec
+    assert '"scorers":["ragas","judge"]' in spec
+    assert '"scorers":["judge"]' in RewardConfig(use_ragas=False).spec()
+
+
+def test_scorers_are_those_switched_on_and_weighted():
+    assert RewardConfig().scorers == ("ragas", "judge") and RewardConfig().scorers_left_out() == {}
+    off = RewardConfig(use_ragas=False)
+    assert off.scorers == ("judge",) and off.scorers_left_out() == {"ragas": "switched_off"}
+    unweighted = RewardConfig(weights=RewardWeights(ragas=0.0, judge=1.0))
+    assert unweighted.scorers == ("judge",) and unweighted.scorers_left_out() == {"ragas": "weight_0"}
+    with pytest.raises(ValueError, match="no reward component is left"):
+        RewardConfig(use_ragas=False, use_judge=False)
+    with pytest.raises(ValueError, match="no reward component is left"):
+        RewardConfig(weights=RewardWeights(ragas=1.0, judge=0.0), use_ragas=False)
+    assert RewardConfig(weights=RewardWeights(ragas=1, judge=1, feedback=1), use_ragas=False, use_judge=False).scorers == ()
+
+
+def test_unlabeled_reasons_are_counted_per_reason():
+    counts = unlabeled_reason_counts(pa.array([None, "ragas_error", "ragas_error+judge_unparseable", "no_component"]))
+    assert counts == {"ragas_error": 2, "judge_unparseable": 1, "no_component": 1}
 
 
 def test_weights_parse_from_a_setting_string():
