@@ -15,10 +15,13 @@ inputs (question, answer, contexts), the metric set and Ragas version (its
 redaction settings (other text), of the prompt or of the model asks again.
 
 An ``ok`` answer (for Ragas also ``not_applicable``) is served from the cache
-for good. Any other answer (unparseable, out_of_range, error, …) is asked
-again on the next run, until it has been asked ``max_tries`` times in total
-across runs (the count is kept in the cache entry, ``tries``); then its last
-status is served from the cache. ``not_configured`` is never cached.
+for good. An answer the endpoint gave but we cannot use (unparseable,
+out_of_range, degenerate, …) is asked again on the next run, until it has been
+asked ``max_tries`` times in total across runs (the count is kept in the cache
+entry, ``tries``); then its last status is served from the cache. An ``error``
+(HTTP error, timeout, connection failure after the retries of one run) is
+always asked again: an outage must not pin rows to it. ``not_configured`` is
+never cached.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .judge import JudgeClient, JudgeOutcome
 from .prompt import JudgePrompt
 from .ragas_metrics import DEFAULT_WEIGHTS, RagasOutcome, RagasScorer
 from .schema import (
+    ERROR,
     JUDGE_SCORES_SCHEMA,
     NOT_APPLICABLE,
     NOT_CONFIGURED,
@@ -47,6 +51,9 @@ from .schema import (
 )
 
 HISTOGRAM_BINS = 10
+# Answers served from the cache for good; any other status is asked again while tries are left.
+SETTLED_JUDGE_STATUSES = frozenset({OK})
+SETTLED_RAGAS_STATUSES = frozenset({OK, NOT_APPLICABLE})
 DEFAULT_MAX_TRIES = 3  # runs that may ask for a trace whose answer was not ok, in total
 TRIES = "tries"  # the cache entry's count of runs that asked
 
@@ -57,6 +64,11 @@ def cached_tries(payload: dict) -> int:
         return max(1, int(payload.get(TRIES) or 1))
     except (TypeError, ValueError):
         return 1
+
+
+def _settled(status: str, payload: dict, max_tries: int, final: frozenset[str]) -> bool:
+    """Whether a cached answer is served instead of asking again."""
+    return status in final or (status != ERROR and cached_tries(payload) >= max_tries)
 
 
 def _check_max_tries(max_tries: int) -> int:
@@ -194,7 +206,7 @@ class JudgeCellScorer:
                 cached = self._cached(j, row)
                 if cached is not None:
                     key, payload = cached
-                    if payload["status"] == OK or cached_tries(payload) >= self.max_tries:
+                    if _settled(payload["status"], payload, self.max_tries, SETTLED_JUDGE_STATUSES):
                         votes[i][j] = JudgeOutcome.from_payload(payload)
                         self.stats.cache_hits += 1
                         final_non_ok |= payload["status"] != OK
@@ -309,8 +321,6 @@ class JudgeCellScorer:
         }
 
 
-# Ragas answers served from the cache for good; any other status is asked again while tries are left.
-SETTLED_RAGAS_STATUSES = frozenset({OK, NOT_APPLICABLE})
 
 
 class RagasCellScorer:
@@ -359,7 +369,7 @@ class RagasCellScorer:
         if cached is not None:
             outcome = RagasOutcome.from_payload(cached)
             tries = cached_tries(cached)
-            if outcome.status in SETTLED_RAGAS_STATUSES or tries >= self.max_tries:
+            if _settled(outcome.status, cached, self.max_tries, SETTLED_RAGAS_STATUSES):
                 self.stats.cache_hits += 1
                 self.stats.rows_final_non_ok_from_cache += outcome.status not in SETTLED_RAGAS_STATUSES
                 self.shard.attribute(key, row.trace_id)  # erasable by this trace too
