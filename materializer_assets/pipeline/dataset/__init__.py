@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ...lib.consent import parse_consent
 from ..settings import env_flag
 from .assets import (
     ASSETS,
@@ -42,6 +43,11 @@ SETTINGS = {
     "MATERIALIZER_DPO_MIN_MARGIN": ("dpo_min_margin", float),
     "MATERIALIZER_DPO_MAX_PAIRS_PER_PROMPT": ("dpo_max_pairs_per_prompt", int),
 }
+# Switches (true/false, yes/no, 1/0) → RewardDatasetResource field; default true.
+SWITCHES = {
+    "MATERIALIZER_REWARD_USE_RAGAS": "use_ragas",
+    "MATERIALIZER_REWARD_USE_JUDGE": "use_judge",
+}
 
 
 def reward_settings_from_env(env=None) -> RewardDatasetResource:
@@ -54,6 +60,13 @@ def reward_settings_from_env(env=None) -> RewardDatasetResource:
                 values[field] = kind(raw)
             except ValueError:
                 raise ValueError(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    for name, field in SWITCHES.items():
+        raw = (env.get(name) or "").strip()
+        if raw:
+            value = parse_consent(raw)
+            if value is None:
+                raise ValueError(f"{name} must be true or false, got {raw!r}")
+            values[field] = value
     values["langfuse_write_scores"] = env_flag("MATERIALIZER_LANGFUSE_WRITE_SCORES", False)
     return RewardDatasetResource(**values)
 
@@ -73,6 +86,7 @@ __all__ = [
     "SCHEDULES",
     "SENSORS",
     "SETTINGS",
+    "SWITCHES",
     "RewardDatasetResource",
     "build_resources",
     "dpo_export",

@@ -18,7 +18,17 @@ class RewardDatasetResource(dg.ConfigurableResource):
     reward_weights: str = Field(
         default="ragas=0.6,judge=0.4",
         description="Reward weights as name=value (ragas, judge, feedback); unnamed components weigh 0; "
-        "renormalized over the components present (MATERIALIZER_REWARD_WEIGHTS).",
+        "a row gets a reward only when every scorer with a positive weight is ok for it "
+        "(MATERIALIZER_REWARD_WEIGHTS).",
+    )
+    use_ragas: bool = Field(
+        default=True,
+        description="Count Ragas in the reward; false switches it off explicitly, so rows are labeled without it "
+        "(MATERIALIZER_REWARD_USE_RAGAS).",
+    )
+    use_judge: bool = Field(
+        default=True,
+        description="Count the LLM judge in the reward; false switches it off explicitly (MATERIALIZER_REWARD_USE_JUDGE).",
     )
     feedback_scale: str = Field(
         default="auto", description="Scale of user feedback scores, normalized to [0, 1] (MATERIALIZER_FEEDBACK_SCALE)."
@@ -53,6 +63,8 @@ class RewardDatasetResource(dg.ConfigurableResource):
             weights=RewardWeights.parse(self.reward_weights),
             thresholds=LabelThresholds(preferred=self.preferred_min, non_preferred=self.non_preferred_max),
             feedback_scale=self.feedback_scale.strip().lower() or "auto",
+            use_ragas=self.use_ragas,
+            use_judge=self.use_judge,
         )
 
     def split_config(self) -> SplitConfig:

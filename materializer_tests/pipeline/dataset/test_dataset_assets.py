@@ -64,7 +64,10 @@ def _records() -> list[dict]:
     for i in range(12):
         question = SHARED_QUESTIONS[i % 3]
         score = 0.95 if (i // 3) % 2 == 0 else 0.05
-        answer = f"Answer {i} about it: use the standard library. [[reply:score={score}]]"
+        # Good answers follow the retrieved contexts, so Ragas agrees with the judge and they are preferred.
+        text = f"Python's sorted function returns a new sorted list, see case {i}." if score > 0.5 else \
+            f"Answer {i} about it: use the standard library."
+        answer = f"{text} [[reply:score={score}]]"
         records.append(_chat(f"t-shared-{i:02d}", f"user-{i % 6}", question, answer, minute=i))
     # Users 6-15 each ask a question of their own: some of them land in test.
     topics = ["regular expressions", "virtual environments", "decorators", "generators", "type hints",
@@ -72,7 +75,7 @@ def _records() -> list[dict]:
     for j, topic in enumerate(topics):
         records.append(_chat(f"t-own-{j:02d}", f"user-{6 + j}", f"Explain {topic} with a short example please.",
                              f"Here is how {topic} work in Python. [[reply:score=0.{5 + j % 4}]]", minute=20 + j))
-    # Ragas answers garbage for this one: no ragas_reward, the judge still scores it (final_reward = judge alone).
+    # Ragas answers garbage for this one: no ragas_reward, so no final_reward and no label (the judge's 0.9 alone is not one).
     records.append(_chat("t-no-context", "user-16", "Who wrote Python?", "Guido van Rossum. [[reply:score=0.9]] [[ragas:garbage]]",
                          contexts=None, minute=40))
     # An exact duplicate of t-own-00 (same prompt and response): kept in the table, excluded from training.
@@ -177,8 +180,10 @@ def test_final_reward_is_weighted_ragas_and_judge_with_lineage(run):
             assert row["reward_source"] == "ragas+judge"
     assert both >= len(rows) - 1
     lone = rows["t-no-context"]
-    assert lone["ragas_reward"] is None and lone["final_reward"] == pytest.approx(lone["judge_score"])
+    assert lone["ragas_reward"] is None and lone["judge_score"] == 0.9
+    assert (lone["final_reward"], lone["label"], lone["unlabeled_reason"]) == (None, None, "ragas_unparseable")
     assert {r["label"] for r in rows.values()} >= {"preferred", "non_preferred"}
+    assert materialization_metadata(result, "reward_dataset")["rows_unlabeled_by_reason"] == {"ragas_unparseable": 1}
 
 
 def test_splits_never_share_a_user_and_exact_duplicates_are_excluded(run):
@@ -268,8 +273,16 @@ def test_settings_come_from_the_environment_and_bad_values_are_named():
             "MATERIALIZER_SPLIT_GROUP_BY": "session_id",
             "MATERIALIZER_SPLIT_NEAR_DUP_THRESHOLD": "0",
             "MATERIALIZER_DPO_MAX_PAIRS_PER_PROMPT": "2",
+            "MATERIALIZER_REWARD_USE_RAGAS": "false",
         }
     )
+    assert settings.reward_config().scorers == ("judge",)
+    assert reward_settings_from_env({"MATERIALIZER_REWARD_USE_JUDGE": "no"}).reward_config().scorers == ("ragas",)
+    assert reward_settings_from_env({}).reward_config().scorers == ("ragas", "judge")
+    with pytest.raises(ValueError, match="MATERIALIZER_REWARD_USE_RAGAS must be true or false"):
+        reward_settings_from_env({"MATERIALIZER_REWARD_USE_RAGAS": "sometimes"})
+    with pytest.raises(ValueError, match="no reward component is left"):
+        reward_settings_from_env({"MATERIALIZER_REWARD_USE_RAGAS": "0", "MATERIALIZER_REWARD_USE_JUDGE": "0"}).reward_config()
     assert settings.reward_config().weights.feedback == 0.2
     assert settings.reward_config().thresholds.preferred == 0.9
     assert settings.split_config().group_by == "session_id" and settings.split_config().near_duplicates is None
