@@ -117,8 +117,9 @@ def _write_back(published, reward_spec: str) -> base_checks.CheckOutcome:
             description="Warns when the opt-in Langfuse write-back of final_reward failed.",
         ),
     ],
-    description="One row per consented trace: ragas_reward, judge_score, feedback, final_reward (weighted, renormalized "
-    "over the components present), label, a leakage-safe train/test split and lineage (trace, Iceberg snapshot, judge "
+    description="One row per consented trace: ragas_reward, judge_score, feedback, final_reward (weighted; only when "
+    "every configured scorer is ok for the row, else null with unlabeled_reason), label, a leakage-safe train/test "
+    "split and lineage (trace, Iceberg snapshot, judge "
     f"model + prompt version, Ragas version), as the cell of the Iceberg table {REWARD_TABLE}.",
 )
 def reward_dataset(
