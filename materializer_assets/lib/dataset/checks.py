@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from ..checks import GRANTING_SOURCES, CheckOutcome
+from .chat import messages_key
 from .schema import SPLITS
-from .text import normalize_exact
 
 Source = pa.Table | pa.RecordBatch | ds.Dataset | Iterable[pa.RecordBatch]
 
@@ -114,15 +114,8 @@ def check_consent_lineage(source: Source) -> CheckOutcome:
     )
 
 
-def _text(value) -> str:
-    """A DPO cell's text: a string, or the contents of a list of messages."""
-    if isinstance(value, list):
-        return "\n".join((m or {}).get("content") or "" for m in value)
-    return value or ""
-
-
 def check_dpo_pairs(source: Source, min_margin: float) -> CheckOutcome:
-    """chosen ≠ rejected (modulo case/whitespace), margin ≥ min_margin and > 0, and
+    """chosen ≠ rejected (modulo case, whitespace and tool-call ids), margin ≥ min_margin and > 0, and
     margin = chosen_reward − rejected_reward where those columns exist."""
     rows = identical = small = inconsistent = 0
     examples: list[str] = []
@@ -134,7 +127,7 @@ def check_dpo_pairs(source: Source, min_margin: float) -> CheckOutcome:
         for i in range(batch.num_rows):
             margin = data["margin"][i]
             problems = []
-            if normalize_exact(_text(data["chosen"][i])) == normalize_exact(_text(data["rejected"][i])):
+            if messages_key(data["chosen"][i]) == messages_key(data["rejected"][i]):
                 identical += 1
                 problems.append("identical")
             if margin is None or not margin > 0 or round(margin, 9) < round(min_margin, 9):

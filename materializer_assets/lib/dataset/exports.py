@@ -1,20 +1,20 @@
 """Training exports of ``reward_dataset`` in the formats trainers load.
 
-Column layouts follow TRL's dataset-format reference,
-https://huggingface.co/docs/trl/dataset_formats ("Dataset formats and types"):
+Column layouts are TRL's own, https://huggingface.co/docs/trl/dataset_formats
+("Dataset formats and types", "Tool calling"); conversational by default:
 
-- **SFT** — language modeling, conversational: ``messages`` = the prompt side
-  plus the final assistant turn. Standard form (``conversational=False``):
-  prompt-completion, ``prompt`` (last user turn) / ``completion``.
-- **DPO** — preference: ``prompt`` / ``chosen`` / ``rejected``; conversational
-  form ``prompt`` = list of messages before the final assistant turn (the
-  chosen row's; "up to the last user turn" plus any tool turns after it),
-  ``chosen`` / ``rejected`` = ``[{"role": "assistant", ...}]``. Plus ``margin``.
-- **KTO** — unpaired preference: ``prompt`` / ``completion`` / ``label`` (bool):
-  ``preferred`` → True, ``non_preferred`` → False, neutral and unlabeled left out.
-- **GRPO** — prompt-only: ``prompt``, plus ``reference`` (the logged response)
-  and reward columns (``final_reward``, ``ragas_reward``, ``judge_score``,
-  ``label``): TRL passes extra dataset columns to reward functions as keyword
+- **SFT** — language modeling: ``messages`` = the prompt side plus the final
+  assistant turn. Standard form (``conversational=False``): prompt-completion,
+  ``prompt`` (last user turn) / ``completion``.
+- **DPO** — preference: ``prompt`` (every message before the chosen row's
+  final assistant turn) / ``chosen`` / ``rejected`` (``[assistant message]``),
+  plus ``margin`` and the two rewards. Pairs come from :mod:`.pairs`.
+- **KTO** — unpaired preference: ``prompt`` / ``completion`` / ``label``
+  (bool): ``preferred`` → True, ``non_preferred`` → False, neutral and
+  unlabeled rows left out.
+- **GRPO** — prompt-only: ``prompt``, plus ``reference`` (the logged response
+  as text) and the reward columns ``final_reward``, ``ragas_reward``,
+  ``judge_score``: TRL passes extra columns to reward functions as keyword
   arguments.
 - **Router** — LLMRouter training data (our seed 002): ``query``,
   ``model_name``, ``performance`` (= final_reward), ``response_time``
@@ -22,13 +22,26 @@ https://huggingface.co/docs/trl/dataset_formats ("Dataset formats and types"):
   ``output_tokens``, ``task_name``, ``ground_truth``, ``metric``; the router
   CLI reads JSONL (:func:`router_jsonl_lines`).
 
-Every export carries lineage columns (``trace_id``/``observation_id`` — for DPO
-``chosen_*``/``rejected_*`` — and ``split``); trainers ignore extra columns.
+Messages are structured as TRL's tool-calling format expects (see
+:mod:`.chat`): an assistant turn that calls tools keeps ``tool_calls`` (with
+their ids, ``arguments`` as JSON text), a tool result keeps ``tool_call_id``
+and ``name``; the row's tool definitions are the ``tools`` column (JSON text
+of the list of schemas, null when the row has none), which TRL's SFT, DPO and
+KTO trainers hand to the chat template. A row never carries a key TRL gives
+another meaning: ``label`` appears in KTO rows only (TRL's
+``maybe_apply_chat_template`` rejects ``{"messages", "label"}`` and
+``{"prompt", "label"}``).
+
+Lineage stays in the rows, as columns TRL ignores: ``trace_id`` /
+``observation_id`` (DPO: ``chosen_*`` / ``rejected_*``) and ``split``. TRL
+1.16 checks only its own keys (``prompt``, ``chosen``, ``rejected``,
+``completion``, ``messages``, ``label``) and its trainers drop the other
+columns (checked with ``scripts/check_exports_with_trl.py``); the ids are also
+what GDPR erasure finds an export's rows by.
+
 Only ``train`` and ``test`` rows are exported (``excluded`` rows never are).
 Rows without a prompt or without a response are skipped (counted under
-``no_prompt`` / ``no_response`` when a ``skipped`` Counter is passed). Tool
-calls appear as their JSON text in ``content``, the way ``response`` carries
-them; read ``reward_dataset.messages`` for the structured form.
+``no_prompt`` / ``no_response`` when a ``skipped`` Counter is passed).
 
 Every builder is row-wise (a batch in, a table out, constant memory) except
 DPO, which needs the cell's pairs (:mod:`.pairs`).
@@ -38,43 +51,50 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 from collections import Counter
 from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .chat import TRL_CHAT_TYPE, has_answer, normalize_tools, split_conversation
 from .rewards import NON_PREFERRED, PREFERRED
-from .schema import CHAT_TYPE, SPLITS, TEST, TRAIN
-from .text import Message, RowTexts, iter_row_texts
+from .schema import SPLITS, TEST, TRAIN
+from .text import RowTexts, iter_row_texts
 
 TRL_DATASET_FORMATS_URL = "https://huggingface.co/docs/trl/dataset_formats"
 
 EXPORTS = ("sft", "dpo", "kto", "grpo", "router")
+# Every export cell has one folder per split, each with at least one file (empty when the split has no rows).
+EXPORT_SPLITS = (TRAIN, TEST)
 
 _LINEAGE = [
     pa.field("trace_id", pa.string(), nullable=False),
     pa.field("observation_id", pa.string()),
     pa.field("split", pa.string(), nullable=False),
 ]
+_TOOLS = pa.field("tools", pa.string())  # JSON text of [{"type": "function", "function": {...}}]
 
 
 def _prompt_type(conversational: bool) -> pa.DataType:
-    return CHAT_TYPE if conversational else pa.string()
+    return TRL_CHAT_TYPE if conversational else pa.string()
 
 
 def sft_schema(conversational: bool = True) -> pa.Schema:
-    head = [pa.field("messages", CHAT_TYPE)] if conversational else [pa.field("prompt", pa.string()), pa.field("completion", pa.string())]
-    return pa.schema(head + _LINEAGE + [pa.field("final_reward", pa.float64()), pa.field("label", pa.string())])
+    if conversational:
+        head = [pa.field("messages", TRL_CHAT_TYPE), _TOOLS]
+    else:
+        head = [pa.field("prompt", pa.string()), pa.field("completion", pa.string())]
+    return pa.schema(head + _LINEAGE)
 
 
 def dpo_schema(conversational: bool = True) -> pa.Schema:
     kind = _prompt_type(conversational)
     return pa.schema(
-        [
-            pa.field("prompt", kind),
-            pa.field("chosen", kind),
-            pa.field("rejected", kind),
+        [pa.field("prompt", kind), pa.field("chosen", kind), pa.field("rejected", kind)]
+        + ([_TOOLS] if conversational else [])
+        + [
             pa.field("margin", pa.float64()),
             pa.field("chosen_reward", pa.float64()),
             pa.field("rejected_reward", pa.float64()),
@@ -91,6 +111,7 @@ def kto_schema(conversational: bool = True) -> pa.Schema:
     kind = _prompt_type(conversational)
     return pa.schema(
         [pa.field("prompt", kind), pa.field("completion", kind), pa.field("label", pa.bool_())]
+        + ([_TOOLS] if conversational else [])
         + _LINEAGE
         + [pa.field("final_reward", pa.float64())]
     )
@@ -98,13 +119,13 @@ def kto_schema(conversational: bool = True) -> pa.Schema:
 
 def grpo_schema(conversational: bool = True) -> pa.Schema:
     return pa.schema(
-        [
-            pa.field("prompt", _prompt_type(conversational)),
+        [pa.field("prompt", _prompt_type(conversational))]
+        + ([_TOOLS] if conversational else [])
+        + [
             pa.field("reference", pa.string()),
             pa.field("final_reward", pa.float64()),
             pa.field("ragas_reward", pa.float64()),
             pa.field("judge_score", pa.float64()),
-            pa.field("label", pa.string()),
         ]
         + _LINEAGE
     )
@@ -146,10 +167,6 @@ def _column(table: pa.Table, name: str) -> list:
     return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
 
 
-def _chat(messages: Sequence[Message]) -> list[dict]:
-    return [{"role": m.role, "content": m.content} for m in messages]
-
-
 def _last_user_turn(texts: RowTexts, prompt: str | None) -> str | None:
     if prompt:
         return prompt
@@ -171,6 +188,43 @@ def _usable(texts: RowTexts, skipped: Counter | None) -> bool:
     return True
 
 
+class _Rows:
+    """The exported rows of a batch: texts (for skipping and the standard form), TRL
+    conversations and tools, and the plain columns, row by row."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.texts = list(iter_row_texts(table))
+        self.messages = _column(table, "messages")
+        self.prompts = _column(table, "prompt")
+        self.responses = _column(table, "response")
+        self.tools = _column(table, "tools")
+        self._columns: dict[str, list] = {}
+
+    def value(self, name: str, i: int):
+        if name not in self._columns:
+            self._columns[name] = _column(self.table, name)
+        return self._columns[name][i]
+
+    def lineage(self, i: int) -> dict:
+        return {name: self.value(name, i) for name in ("trace_id", "observation_id", "split")}
+
+    def usable(self, i: int, skipped: Counter | None) -> bool:
+        return _usable(self.texts[i], skipped)
+
+    def conversation(self, i: int) -> tuple[list[dict], dict]:
+        prompt, final = split_conversation(self.messages[i], self.prompts[i], self.responses[i])
+        if not has_answer(final):  # the response column says more than the messages
+            final = {"role": "assistant", "content": self.texts[i].response, "tool_calls": None, "tool_call_id": None, "name": None}
+        return prompt, final
+
+    def tools_json(self, i: int) -> str | None:
+        return normalize_tools(self.tools[i])
+
+    def standard_prompt(self, i: int) -> str | None:
+        return _last_user_turn(self.texts[i], self.prompts[i])
+
+
 def sft_table(
     batch: pa.RecordBatch | pa.Table,
     *,
@@ -182,91 +236,73 @@ def sft_table(
     so a bad answer is never imitated); None takes every train/test row."""
     table = _table(batch)
     mask = pc.is_in(table.column("label"), pa.array(list(labels), pa.string())) if labels is not None else None
-    table = _exported_rows(table, mask)
-    prompts, records = _column(table, "prompt"), []
-    lineage = _lineage(table)
-    for i, texts in enumerate(iter_row_texts(table)):
-        if not _usable(texts, skipped):
+    rows, records = _Rows(_exported_rows(table, mask)), []
+    for i in range(rows.table.num_rows):
+        if not rows.usable(i, skipped):
             continue
         if conversational:
-            record = {"messages": _chat(texts.prompt_messages) + [{"role": "assistant", "content": texts.response}]}
+            prompt, final = rows.conversation(i)
+            record = {"messages": prompt + [final], "tools": rows.tools_json(i)}
         else:
-            record = {"prompt": _last_user_turn(texts, prompts[i]), "completion": texts.response}
-        records.append({**record, **lineage[i]})
+            record = {"prompt": rows.standard_prompt(i), "completion": rows.texts[i].response}
+        records.append({**record, **rows.lineage(i)})
     return pa.Table.from_pylist(records, schema=sft_schema(conversational))
-
-
-def _lineage(table: pa.Table) -> list[dict]:
-    columns = {name: _column(table, name) for name in ("trace_id", "observation_id", "split", "final_reward", "label")}
-    return [{name: values[i] for name, values in columns.items()} for i in range(table.num_rows)]
 
 
 def kto_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, skipped: Counter | None = None) -> pa.Table:
     """KTO rows: preferred → label True, non_preferred → False; neutral/unlabeled left out."""
     table = _table(batch)
-    table = _exported_rows(table, pc.is_in(table.column("label"), pa.array([PREFERRED, NON_PREFERRED])))
-    prompts, lineage, records = _column(table, "prompt"), _lineage(table), []
-    for i, texts in enumerate(iter_row_texts(table)):
-        if not _usable(texts, skipped):
+    rows = _Rows(_exported_rows(table, pc.is_in(table.column("label"), pa.array([PREFERRED, NON_PREFERRED]))))
+    records = []
+    for i in range(rows.table.num_rows):
+        if not rows.usable(i, skipped):
             continue
+        record = {"label": rows.value("label", i) == PREFERRED}
         if conversational:
-            prompt, completion = _chat(texts.prompt_messages), [{"role": "assistant", "content": texts.response}]
+            prompt, final = rows.conversation(i)
+            record.update(prompt=prompt, completion=[final], tools=rows.tools_json(i))
         else:
-            prompt, completion = _last_user_turn(texts, prompts[i]), texts.response
-        row = lineage[i]
-        records.append(
-            {
-                "prompt": prompt,
-                "completion": completion,
-                "label": row["label"] == PREFERRED,
-                "trace_id": row["trace_id"],
-                "observation_id": row["observation_id"],
-                "split": row["split"],
-                "final_reward": row["final_reward"],
-            }
-        )
+            record.update(prompt=rows.standard_prompt(i), completion=rows.texts[i].response)
+        records.append({**record, **rows.lineage(i), "final_reward": rows.value("final_reward", i)})
     return pa.Table.from_pylist(records, schema=kto_schema(conversational))
 
 
 def grpo_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, skipped: Counter | None = None) -> pa.Table:
     """GRPO prompt-only rows with the logged response as ``reference`` and the reward columns."""
-    table = _exported_rows(batch)
-    prompts, lineage, records = _column(table, "prompt"), _lineage(table), []
-    ragas, judge = _column(table, "ragas_reward"), _column(table, "judge_score")
-    for i, texts in enumerate(iter_row_texts(table)):
-        if not _usable(texts, skipped):
+    rows, records = _Rows(_exported_rows(batch)), []
+    for i in range(rows.table.num_rows):
+        if not rows.usable(i, skipped):
             continue
-        records.append(
-            {
-                "prompt": _chat(texts.prompt_messages) if conversational else _last_user_turn(texts, prompts[i]),
-                "reference": texts.response,
-                "ragas_reward": ragas[i],
-                "judge_score": judge[i],
-                **lineage[i],
-            }
+        if conversational:
+            record = {"prompt": rows.conversation(i)[0], "tools": rows.tools_json(i)}
+        else:
+            record = {"prompt": rows.standard_prompt(i)}
+        record.update(
+            reference=rows.texts[i].response,
+            final_reward=rows.value("final_reward", i),
+            ragas_reward=rows.value("ragas_reward", i),
+            judge_score=rows.value("judge_score", i),
         )
+        records.append({**record, **rows.lineage(i)})
     return pa.Table.from_pylist(records, schema=grpo_schema(conversational))
 
 
 def dpo_table(pairs: pa.Table, *, conversational: bool = True) -> pa.Table:
     """DPO rows from :func:`.pairs.build_pairs` output."""
     records = []
+    extra = [name for name in dpo_schema().names if name not in ("prompt", "chosen", "rejected", "tools")]
     for pair in pairs.to_pylist():
         if conversational:
-            prompt = pair["prompt_messages"]
-            chosen = [{"role": "assistant", "content": pair["chosen"]}]
-            rejected = [{"role": "assistant", "content": pair["rejected"]}]
-        else:
-            prompt = pair["prompt"] or "\n".join(m["content"] for m in pair["prompt_messages"] if m["role"] == "user")
-            chosen, rejected = pair["chosen"], pair["rejected"]
-        records.append(
-            {
-                "prompt": prompt,
-                "chosen": chosen,
-                "rejected": rejected,
-                **{name: pair[name] for name in dpo_schema().names if name not in ("prompt", "chosen", "rejected")},
+            record = {
+                "prompt": pair["prompt_messages"],
+                "chosen": [pair["chosen_message"]],
+                "rejected": [pair["rejected_message"]],
+                "tools": pair["tools"],
             }
-        )
+        else:
+            prompt = pair["prompt"] or "\n".join(m["content"] or "" for m in pair["prompt_messages"] if m["role"] == "user")
+            record = {"prompt": prompt, "chosen": pair["chosen"], "rejected": pair["rejected"]}
+        records.append({**record, **{name: pair[name] for name in extra}})
     return pa.Table.from_pylist(records, schema=dpo_schema(conversational))
 
 
@@ -289,7 +325,8 @@ def router_table(
         name: _column(table, name)
         for name in ("prompt", "model", "latency_ms", "total_tokens", "input_tokens", "output_tokens", "final_reward", "reward_source")
     }
-    lineage, records = _lineage(table), []
+    lineage = {name: _column(table, name) for name in ("trace_id", "observation_id", "split")}
+    records = []
     for i, texts in enumerate(iter_row_texts(table)):
         if not _usable(texts, skipped):
             continue
@@ -310,9 +347,9 @@ def router_table(
                 "task_name": task_name,
                 "ground_truth": "",
                 "metric": metric,
-                "trace_id": lineage[i]["trace_id"],
-                "observation_id": lineage[i]["observation_id"],
-                "split": lineage[i]["split"],
+                "trace_id": lineage["trace_id"][i],
+                "observation_id": lineage["observation_id"][i],
+                "split": lineage["split"][i],
                 "reward_source": columns["reward_source"][i],
             }
         )
@@ -330,3 +367,21 @@ def router_jsonl_lines(table: pa.Table) -> Iterator[str]:
 def by_split(table: pa.Table) -> dict[str, pa.Table]:
     """``{"train": …, "test": …}`` (each may be empty): one file per split for trainers."""
     return {split: table.filter(pc.equal(table.column("split"), split)) for split in (TRAIN, TEST)}
+
+
+def data_files(cell: str) -> dict[str, list[str]]:
+    """``load_dataset("parquet", data_files=…)`` for one export cell (a local folder): the
+    files of each split that has rows, read from the cell's ``_manifest.json``.
+
+    Both split folders always hold a file, but ``datasets`` refuses to build a split
+    with no rows (``Instruction "test" corresponds to no data!``), so empty splits are
+    left out; ``{}`` means the export has no row at all.
+    """
+    with open(posixpath.join(cell, "_manifest.json"), encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    rows = manifest.get("rows_by_subpath") or {}
+    return {
+        split: sorted(posixpath.join(cell, f) for f in manifest["files"] if posixpath.dirname(f) == split)
+        for split in EXPORT_SPLITS
+        if rows.get(split)
+    }

@@ -14,14 +14,17 @@ Rules, in order:
 3. In each prompt group, ``chosen`` has the higher ``final_reward`` and
    ``rejected`` the lower; a pair needs ``margin = chosen − rejected`` > 0
    and ≥ ``min_margin`` (rounded to 9 decimals, like rewards). Ties are
-   never emitted, nor pairs whose responses are the same text (modulo
-   case/whitespace).
+   never emitted, nor *degenerate* pairs, whose answers are the same once
+   case, whitespace and tool-call ids are left out (the same text, or the
+   same tool calls with the same arguments under other call ids: see
+   :func:`.chat.response_key`); these are dropped and counted.
 4. At most ``max_pairs_per_prompt`` pairs per group, largest margins first
    (best-first search over the rows sorted by reward, so a big group costs
    O(k log k), not O(n²)); ties broken by (trace_id, observation_id).
 
 The prompt of a pair is the chosen row's prompt side (every message before
-its final assistant turn). Output order is deterministic: groups by
+its final assistant turn), structured as TRL's tool-calling format expects
+(:mod:`.chat`), with the chosen row's tool definitions. Output order is deterministic: groups by
 (split, group id), pairs by (−margin, chosen id, rejected id).
 """
 
@@ -35,8 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .near_duplicates import MinHasher, NearDuplicateConfig, NearDuplicateIndex
-from .schema import CHAT_TYPE, SPLITS
-from .text import RowTexts, digest, iter_row_texts, normalize_exact
+from .chat import TRL_CHAT_TYPE, TRL_MESSAGE_TYPE, has_answer, normalize_tools, response_key, split_conversation
+from .schema import SPLITS
+from .text import RowTexts, digest, iter_row_texts
 
 ROUND_DECIMALS = 9
 
@@ -44,10 +48,13 @@ PAIRS_SCHEMA = pa.schema(
     [
         pa.field("split", pa.string(), nullable=False),
         pa.field("prompt_group", pa.string(), nullable=False),
-        pa.field("prompt_messages", CHAT_TYPE, nullable=False),
+        pa.field("prompt_messages", TRL_CHAT_TYPE, nullable=False),
         pa.field("prompt", pa.string()),  # the chosen row's last user turn (standard format)
-        pa.field("chosen", pa.string(), nullable=False),
+        pa.field("chosen", pa.string(), nullable=False),  # the answers as text (standard format)
         pa.field("rejected", pa.string(), nullable=False),
+        pa.field("chosen_message", TRL_MESSAGE_TYPE, nullable=False),  # the answers as TRL messages
+        pa.field("rejected_message", TRL_MESSAGE_TYPE, nullable=False),
+        pa.field("tools", pa.string()),  # the chosen row's tool definitions (JSON text)
         pa.field("chosen_reward", pa.float64(), nullable=False),
         pa.field("rejected_reward", pa.float64(), nullable=False),
         pa.field("margin", pa.float64(), nullable=False),
@@ -58,7 +65,7 @@ PAIRS_SCHEMA = pa.schema(
     ]
 )
 
-PAIR_INPUT_COLUMNS = ("trace_id", "observation_id", "split", "final_reward", "messages", "prompt", "response")
+PAIR_INPUT_COLUMNS = ("trace_id", "observation_id", "split", "final_reward", "messages", "prompt", "response", "tools")
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,7 @@ class PairStats:
     prompt_groups: int = 0
     groups_with_pairs: int = 0
     pairs: int = 0
-    skipped_identical: int = 0  # candidate pairs with the same response text
+    skipped_identical: int = 0  # degenerate candidate pairs: the same answer modulo case, whitespace, call ids
     groups_capped: int = 0  # groups that had more valid pairs than the cap
 
     def as_metadata(self) -> dict:
@@ -91,7 +98,7 @@ class PairStats:
             "prompt_groups": self.prompt_groups,
             "prompt_groups_with_pairs": self.groups_with_pairs,
             "pairs": self.pairs,
-            "pairs_skipped_identical_text": self.skipped_identical,
+            "pairs_dropped_degenerate": self.skipped_identical,
             "prompt_groups_capped": self.groups_capped,
         }
 
@@ -104,10 +111,10 @@ class _Row:
     reward: float
     prompt: str | None
     texts: RowTexts
-
-    @property
-    def response_key(self) -> str:
-        return normalize_exact(self.texts.response)
+    prompt_messages: list
+    final: dict
+    tools: str | None
+    response_key: str
 
 
 def _candidate_rows(table: pa.Table) -> list[tuple[str, _Row]]:
@@ -123,10 +130,16 @@ def _candidate_rows(table: pa.Table) -> list[tuple[str, _Row]]:
     splits = table.column("split").to_pylist()
     rewards = table.column("final_reward").to_pylist()
     prompts = table.column("prompt").to_pylist() if "prompt" in present else [None] * len(trace_ids)
+    messages = table.column("messages").to_pylist() if "messages" in present else [None] * len(trace_ids)
+    responses = table.column("response").to_pylist() if "response" in present else [None] * len(trace_ids)
+    tools = table.column("tools").to_pylist() if "tools" in present else [None] * len(trace_ids)
     rows = []
     for i, texts in enumerate(iter_row_texts(table)):
         if not texts.dialogue.strip() or not texts.response.strip():
             continue
+        prompt_messages, final = split_conversation(messages[i], prompts[i], responses[i])
+        if not has_answer(final):
+            final = {"role": "assistant", "content": texts.response, "tool_calls": None, "tool_call_id": None, "name": None}
         rows.append(
             (
                 splits[i],
@@ -137,6 +150,10 @@ def _candidate_rows(table: pa.Table) -> list[tuple[str, _Row]]:
                     round(float(rewards[i]), ROUND_DECIMALS),
                     prompts[i],
                     texts,
+                    prompt_messages,
+                    final,
+                    normalize_tools(tools[i]),
+                    response_key(final),
                 ),
             )
         )
@@ -223,10 +240,13 @@ def build_pairs(table: pa.Table | pa.RecordBatch, config: PairConfig | None = No
                 {
                     "split": split,
                     "prompt_group": group_id,
-                    "prompt_messages": [{"role": m.role, "content": m.content} for m in chosen.texts.prompt_messages],
+                    "prompt_messages": chosen.prompt_messages,
                     "prompt": chosen.prompt,
                     "chosen": chosen.texts.response,
                     "rejected": rejected.texts.response,
+                    "chosen_message": chosen.final,
+                    "rejected_message": rejected.final,
+                    "tools": chosen.tools,
                     "chosen_reward": chosen.reward,
                     "rejected_reward": rejected.reward,
                     "margin": margin,

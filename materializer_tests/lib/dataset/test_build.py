@@ -242,7 +242,11 @@ def test_tool_call_responses_keep_their_json_text(tmp_path):
     )
     out, _ = build_reward_table(table([row], judge=[0.9]), reward_config=JUDGE_ALONE, split_config=SplitConfig(test_fraction=0.0))
     (sft,) = exports.sft_table(out).to_pylist()
-    assert sft["messages"][-1]["role"] == "assistant" and '"weather"' in sft["messages"][-1]["content"]
+    # TRL's tool-calling format: the call stays structured (the response column keeps its JSON text).
+    final = sft["messages"][-1]
+    assert final["role"] == "assistant" and final["content"] is None
+    assert final["tool_calls"] == [{"id": None, "type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Paris\"}"}}]
+    assert '"weather"' in out.column("response")[0].as_py()
     assert sft["observation_id"] == "obs-1"
 
 

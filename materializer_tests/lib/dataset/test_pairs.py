@@ -47,7 +47,8 @@ def test_chosen_is_the_higher_reward_and_margin_is_the_difference():
     row = pairs.to_pylist()[0]
     assert row["margin"] == 0.6 and row["chosen_reward"] == 0.9 and row["rejected_reward"] == 0.3
     assert row["chosen"].startswith("Use sorted") and row["rejected"] == "Use a loop."
-    assert row["prompt_messages"] == [{"role": "user", "content": Q}]
+    assert row["prompt_messages"] == [{"role": "user", "content": Q, "tool_calls": None, "tool_call_id": None, "name": None}]
+    assert row["chosen_message"]["content"] == row["chosen"] and row["rejected_message"]["role"] == "assistant"
     assert row["split"] == "train"
     assert stats.pairs == 1 and stats.prompt_groups == 1
     assert check_dpo_pairs(pairs, 0.2).passed
@@ -115,7 +116,9 @@ def test_different_system_prompts_are_different_prompts():
     t = rewarded([("a", Q, "A", 0.9, "u1", "Answer in French."), ("b", Q, "B", 0.1, "u2", "answer in  french.")])
     pairs, _ = build_pairs(t)
     assert pair_ids(pairs) == [("a", "b")]
-    assert pairs.column("prompt_messages").to_pylist()[0][0] == {"role": "system", "content": "Answer in French."}
+    assert pairs.column("prompt_messages").to_pylist()[0][0] == {
+        "role": "system", "content": "Answer in French.", "tool_calls": None, "tool_call_id": None, "name": None
+    }
 
 
 def test_cap_per_prompt_keeps_the_largest_margins():
