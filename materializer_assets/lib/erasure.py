@@ -72,7 +72,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from .consent import ConsentPolicy, ConsentRegistry, _parse_time, apply_registry, granted_mask
-from .lake import MANIFEST_NAME, STAGING_DIR, CellAddress, CellNotMaterialized, ParquetLake
+from .lake import MANIFEST_NAME, STAGING_DIR, CellAddress, CellNotMaterialized, ParquetLake, keep_fixed_subpaths
 from .stages import CONSENT_SUBPATHS, split_by_consent
 from .storage import Location, S3Options, resolve
 
@@ -638,8 +638,9 @@ class LakeDatasetOutput(ErasableOutput):
 
         # A refiled cell is split by the decisions made again; any other keeps each file's folder
         # (write_cell calls split right after taking each batch, so the subpath is the batch's file's).
+        # Sub-folders every version has (an export's train/ and test/) stay, empty or not.
         split = split_by_consent if self.refile is not None else (lambda batch: {current["subpath"]: batch})
-        self.lake.write_cell(address, kept_batches(), schema, split=split)
+        self.lake.write_cell(address, kept_batches(), schema, split=keep_fixed_subpaths(split, self.lake.manifest(address)))
         return counts["removed"], counts["refiled"], key
 
     def _all_parquet_files(self) -> list[str]:

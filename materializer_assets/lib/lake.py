@@ -113,6 +113,29 @@ Splitter = Callable[[pa.RecordBatch], Mapping[str, pa.RecordBatch]]
 Guard = Callable[[pa.RecordBatch], None]
 
 
+@dataclass(frozen=True)
+class FixedSplit:
+    """A :data:`Splitter` whose sub-folders every version of the cell has.
+
+    A sub-folder no row went to gets one empty file with the cell's schema, so
+    a reader's path pattern (``train/*.parquet``) always resolves. The manifest
+    lists them under ``fixed_subpaths``, and rewrites of the cell (erasure) keep
+    them (:func:`keep_fixed_subpaths`).
+    """
+
+    route: Splitter
+    subpaths: tuple[str, ...]
+
+    def __call__(self, batch: pa.RecordBatch) -> Mapping[str, pa.RecordBatch]:
+        return self.route(batch)
+
+
+def keep_fixed_subpaths(split: Splitter, manifest: Mapping) -> Splitter:
+    """``split``, keeping the sub-folders a cell's manifest says every version has."""
+    fixed = tuple(manifest.get("fixed_subpaths") or ())
+    return FixedSplit(split, fixed) if fixed else split
+
+
 @dataclass
 class CellStream:
     """What an asset returns: its cell as a stream of batches, written by an IO manager.
@@ -294,6 +317,11 @@ class ParquetLake:
                 table = writer.take_row_group()
                 if table is not None:
                     background.submit(lambda w=writer, t=table: w.write(t))
+            for subpath in getattr(split, "subpaths", ()):
+                if subpath not in writers:  # no row went there: an empty file with the schema
+                    writer = writers[subpath] = _SubpathWriter(subpath, staging, token, schema, self.filesystem, self.options)
+                    self._make_dir(posixpath.join(staging, subpath))
+                    background.submit(lambda w=writer: w.write(schema.empty_table()))
             background.finish()
             for writer in writers.values():
                 writer.close()
@@ -304,7 +332,9 @@ class ParquetLake:
         files = [relative for writer in writers.values() for relative in writer.files]
         rows_by_subpath = {writer.subpath: writer.rows for writer in writers.values()}
         try:
-            result = self._publish(address, token, staging, files, rows_by_subpath, schema)
+            result = self._publish(
+                address, token, staging, files, rows_by_subpath, schema, tuple(getattr(split, "subpaths", ()))
+            )
         finally:
             self._delete_dir(staging)
         return result
@@ -317,6 +347,7 @@ class ParquetLake:
         files: list[str],
         rows_by_subpath: dict[str, int],
         schema: pa.Schema,
+        fixed_subpaths: tuple[str, ...] = (),
     ) -> CellWriteResult:
         cell = self.cell_path(address)
         self._make_dir(cell)
@@ -335,6 +366,8 @@ class ParquetLake:
             "columns": schema.names,
             "published_at": datetime.now(timezone.utc).isoformat(),
         }
+        if fixed_subpaths:
+            manifest["fixed_subpaths"] = list(fixed_subpaths)
         self._write_manifest(cell, manifest, token)
         self._delete_unlisted(cell, set(files))
         return CellWriteResult(

@@ -10,10 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from materializer_assets.lib import erasure as er
 from materializer_assets.lib.lake import (
     MANIFEST_NAME,
     CellAddress,
     CellNotMaterialized,
+    FixedSplit,
     ParquetLake,
     ParquetWriteOptions,
     iter_batches,
@@ -215,3 +217,37 @@ def test_read_ahead_closes_the_source_when_the_consumer_stops_early():
     assert next(reader) == 0
     reader.close()
     assert closed.wait(5)
+
+
+def _by_prefix(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
+    """train/ for trace ids starting with "a", test/ for the others."""
+    import pyarrow.compute as pc
+
+    is_a = pc.starts_with(batch.column("trace_id"), "a")
+    return {"train": batch.filter(is_a), "test": batch.filter(pc.invert(is_a))}
+
+
+def test_fixed_sub_folders_get_an_empty_file_and_keep_it_through_erasure(lake_root):
+    lake = _lake(lake_root)
+    address = CellAddress("exports/sft", "2026-04-18", "glm-5-32b")
+    split = FixedSplit(_by_prefix, ("train", "test"))
+    rows = make_batch(3, prefix="a")
+    lake.write_cell(address, iter([rows]), rows.schema, split=split)
+    manifest = lake.manifest(address)
+    assert manifest["rows_by_subpath"] == {"train": 3, "test": 0} and manifest["fixed_subpaths"] == ["train", "test"]
+    (empty,) = [f for f in manifest["files"] if f.startswith("test/")]
+    table = pq.read_table(f"{lake.cell_path(address)}/{empty}", filesystem=lake.filesystem)
+    assert table.num_rows == 0 and table.schema == rows.schema
+
+    # An empty cell still has both folders.
+    lake.write_cell(address, iter([]), rows.schema, split=split)
+    assert sorted(f.split("/")[0] for f in lake.manifest(address)["files"]) == ["test", "train"]
+
+    # Erasing every row of a folder leaves it an empty file, not a missing folder.
+    lake.write_cell(address, iter([rows]), rows.schema, split=split)
+    targets = er.ErasureTargets(frozenset({"user-0", "user-1", "user-2"}))
+    erased = er.LakeDatasetOutput(lake, "exports/sft").erase(targets)
+    assert erased.rows_removed == 3
+    manifest = lake.manifest(address)
+    assert manifest["rows"] == 0 and sorted(f.split("/")[0] for f in manifest["files"]) == ["test", "train"]
+    assert manifest["fixed_subpaths"] == ["train", "test"]

@@ -27,7 +27,7 @@ from ...lib.erasure import (
     OutputErasure,
     register_erasable_output,
 )
-from ...lib.lake import STAGING_DIR, CellAddress
+from ...lib.lake import STAGING_DIR, CellAddress, keep_fixed_subpaths
 
 PAIR_TRACE_COLUMNS = ("chosen_trace_id", "rejected_trace_id")
 
@@ -83,8 +83,9 @@ class PairedTracesOutput(LakeDatasetOutput):
                     if batch.num_rows:
                         yield batch
 
-        # Keeps each file's split folder (train/, test/); publishing stays atomic.
-        self.lake.write_cell(address, kept(), schema, split=lambda batch: {current["subpath"]: batch})
+        # Keeps each file's split folder (train/, test/, an empty file when no pair is left); publishing stays atomic.
+        split = keep_fixed_subpaths(lambda batch: {current["subpath"]: batch}, self.lake.manifest(address))
+        self.lake.write_cell(address, kept(), schema, split=split)
         return removed
 
     def remaining(self, targets: ErasureTargets) -> int:
