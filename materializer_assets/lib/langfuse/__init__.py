@@ -7,7 +7,7 @@ the sensors in ``pipeline/ingest/sensors.py`` build on it.
 from .client import LangfuseClient, LangfuseHTTPError, LangfuseUnavailableError, RateLimiter, iso_utc, parse_retry_after
 from .config import LangfuseConfig, is_langfuse_source, redact_url
 from .extract import CellFingerprint, LangfuseApi, V3Api, V4Api, Window, api_for, day_windows
-from .scores import ScoreToWrite, ScoreWriter, WriteReport, score_id, write_back_enabled
+from .scores import ScoreToWrite, ScoreWriter, WriteReport, langfuse_observation_id, score_id, write_back_enabled
 
 __all__ = [
     "CellFingerprint",
@@ -29,6 +29,7 @@ __all__ = [
     "iso_utc",
     "parse_retry_after",
     "redact_url",
+    "langfuse_observation_id",
     "score_id",
     "write_back_enabled",
 ]

@@ -1,14 +1,25 @@
 """Writing rewards back to Langfuse as scores (opt-in, DESIGN §4).
 
-``POST /api/public/scores`` upserts by ``id``. Ids are deterministic —
-``uuid5(namespace, "trace_id|score name|scorer version")`` — so a re-run of
-the same scorer over the same trace overwrites its score instead of adding a
-second one, and a new scorer version gets scores of its own. Values must be
-finite numbers (NUMERIC) or 0/1 (BOOLEAN); anything else is skipped with a
-named reason, never sent.
+``POST /api/public/scores`` upserts by ``id``. Ids are deterministic, one
+per training example: ``uuid5(namespace, "trace_id|example id|score name|scorer
+version")``, the example id being the row's ``observation_id`` as we store it
+(``uuid5(namespace, "trace_id|score name|scorer version")`` for a row without
+one). A re-run of the same scorer overwrites its scores instead of adding
+new ones, two examples of one trace (two generations, or two turns of one
+conversation) keep a score each, and a new scorer version gets scores of its
+own.
 
-Enabled by ``MATERIALIZER_LANGFUSE_WRITE_SCORES=true``; the reward dataset
-calls :meth:`ScoreWriter.write` with its rows once it exists.
+``observationId`` is sent only when it is Langfuse's own id
+(:func:`langfuse_observation_id`): never an id we made up (``…#turn-k`` from
+single-turn conversion) and never one from a source that is not Langfuse
+(a chat JSONL line's id, a Postgres row). Such scores attach to the trace.
+
+Values must be finite numbers (NUMERIC) or 0/1 (BOOLEAN); anything else is
+skipped with a named reason, never sent.
+
+Enabled by ``MATERIALIZER_LANGFUSE_WRITE_SCORES=true``; the asset
+``langfuse_scores``, downstream of ``reward_dataset`` and gated by every
+blocking check of the cell, calls :meth:`ScoreWriter.write` with its rows.
 """
 
 from __future__ import annotations
@@ -33,6 +44,12 @@ SKIP_NOT_BOOLEAN = "value_not_0_or_1"
 SKIP_NO_TRACE = "missing_trace_id"
 SKIP_NO_NAME = "missing_name"
 
+# Values of the normalized trace's ``source`` column whose observation ids are Langfuse's own:
+# the Langfuse API reader and the Langfuse blob-export files.
+LANGFUSE_SOURCES = frozenset({"langfuse", "langfuse-export"})
+# Single-turn conversion names the k-th assistant turn of a generation "<observation id>#turn-k".
+DERIVED_OBSERVATION_MARK = "#turn-"
+
 
 def write_back_enabled(env: Mapping[str, str] | None = None) -> bool:
     """The opt-in setting; anything but a clear yes is off."""
@@ -40,9 +57,19 @@ def write_back_enabled(env: Mapping[str, str] | None = None) -> bool:
     return parse_consent((env.get(ENV_WRITE_SCORES) or "").strip()) is True
 
 
-def score_id(trace_id: str, name: str, scorer_version: str) -> str:
-    """Deterministic score id: uuid5 of ``trace_id|name|scorer_version``."""
-    return str(uuid.uuid5(SCORE_ID_NAMESPACE, f"{trace_id}|{name}|{scorer_version}"))
+def score_id(trace_id: str, name: str, scorer_version: str, example_id: str | None = None) -> str:
+    """Deterministic score id: uuid5 of ``trace_id|example_id|name|scorer_version``
+    (``trace_id|name|scorer_version`` without an example id)."""
+    key = f"{trace_id}|{name}|{scorer_version}" if not example_id else f"{trace_id}|{example_id}|{name}|{scorer_version}"
+    return str(uuid.uuid5(SCORE_ID_NAMESPACE, key))
+
+
+def langfuse_observation_id(observation_id: str | None, source: str | None) -> str | None:
+    """``observation_id`` when Langfuse knows it (a row read from Langfuse, not a turn we
+    derived from a generation), else None: the score then attaches to the trace."""
+    if not observation_id or source not in LANGFUSE_SOURCES or DERIVED_OBSERVATION_MARK in observation_id:
+        return None
+    return observation_id
 
 
 @dataclass(frozen=True)
@@ -51,15 +78,18 @@ class ScoreToWrite:
     name: str
     value: float
     scorer_version: str
-    observation_id: str | None = None
+    observation_id: str | None = None  # Langfuse's own observation id: sent as observationId
     data_type: str = "NUMERIC"  # NUMERIC or BOOLEAN
     comment: str | None = None
     metadata: Mapping[str, Any] | None = None
     environment: str | None = None
+    # The training example within the trace (our observation_id, "…#turn-k" included): part of the
+    # id, never sent. Defaults to observation_id.
+    example_id: str | None = None
 
     @property
     def id(self) -> str:
-        return score_id(self.trace_id, self.name, self.scorer_version)
+        return score_id(self.trace_id, self.name, self.scorer_version, self.example_id or self.observation_id)
 
     def problem(self) -> str | None:
         if not self.trace_id or not str(self.trace_id).strip():

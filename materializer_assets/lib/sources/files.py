@@ -127,6 +127,9 @@ from .base import CellRead, SourceUnavailableError, TraceReader
 BATCH_ROWS = 4096
 
 EXPORT_FOLDERS = ("traces", "observations", "observations_v2", "scores")
+# The ``source`` of rows read from a Langfuse blob export (their ids are Langfuse's own);
+# plain JSONL rows are ``files``.
+EXPORT_SOURCE = "langfuse-export"
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 EXPORT_SUFFIXES = JSONL_SUFFIXES + (".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 
@@ -656,15 +659,24 @@ class FileTraceReader(TraceReader):
             yield from self._examples(fields, raw.location, log, extracted_at)
 
     def _examples(
-        self, fields: Callable[[], dict[str, Any]], location: str, log: RejectionLog, extracted_at: datetime
+        self,
+        fields: Callable[[], dict[str, Any]],
+        location: str,
+        log: RejectionLog,
+        extracted_at: datetime,
+        source: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Normalized rows of one record of the cell being read (so its rejection is attributed).
 
         ``fields`` builds build_examples' arguments inside the guard, so a
-        record of unforeseen shape costs itself only.
+        record of unforeseen shape costs itself only. ``source``: the rows'
+        ``source`` value (default ``files``; ``langfuse-export`` for the blob
+        export, whose trace and observation ids are Langfuse's own).
         """
         try:
-            rows = build_examples(**fields(), source=self.kind, extracted_at=extracted_at, options=self.options)
+            rows = build_examples(
+                **fields(), source=source or self.kind, extracted_at=extracted_at, options=self.options
+            )
         except RecordRejected as exc:
             log.reject(exc.reason, location, exc.detail)
             return
@@ -711,7 +723,7 @@ class FileTraceReader(TraceReader):
                     contexts=contexts.get(trace_id),
                     feedback=feedback.get(trace_id),
                 )
-                yield from self._examples(fields, raw.location, log, extracted_at)
+                yield from self._examples(fields, raw.location, log, extracted_at, EXPORT_SOURCE)
 
         for file in root.traces:
             if not candidates or not self._may_hold(file, day):
@@ -727,7 +739,7 @@ class FileTraceReader(TraceReader):
                 except RecordRejected:
                     continue
                 fields = partial(_trace_row_fields, record, contexts.get(trace_id), feedback.get(trace_id))
-                yield from self._examples(fields, raw.location, log, extracted_at)
+                yield from self._examples(fields, raw.location, log, extracted_at, EXPORT_SOURCE)
 
     def _trace_row_candidates(
         self, root: ExportRoot, day: str, slug: str | None, log: RejectionLog | None

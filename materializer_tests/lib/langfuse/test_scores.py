@@ -7,7 +7,14 @@ import uuid
 
 import pytest
 
-from materializer_assets.lib.langfuse import LangfuseClient, ScoreToWrite, ScoreWriter, score_id, write_back_enabled
+from materializer_assets.lib.langfuse import (
+    LangfuseClient,
+    ScoreToWrite,
+    ScoreWriter,
+    langfuse_observation_id,
+    score_id,
+    write_back_enabled,
+)
 from materializer_assets.lib.langfuse.scores import SCORE_ID_NAMESPACE
 
 from .helpers import V3, V4, config_for
@@ -29,6 +36,46 @@ def test_score_ids_are_uuid5_of_trace_name_and_version():
     assert score_id("tr-1", "final_reward", "reward-v2") != score_id("tr-1", "final_reward", "reward-v1")
     assert score_id("tr-1", "judge_score", "reward-v1") != score_id("tr-1", "final_reward", "reward-v1")
     assert uuid.UUID(score_id("tr-1", "final_reward", "reward-v1")).version == 5
+
+
+def test_score_ids_include_the_example_so_two_examples_of_a_trace_keep_a_score_each():
+    turn_0 = score_id("tr-1", "final_reward", "v1", "gen-1#turn-0")
+    turn_1 = score_id("tr-1", "final_reward", "v1", "gen-1#turn-1")
+    other_generation = score_id("tr-1", "final_reward", "v1", "gen-2")
+    assert len({turn_0, turn_1, other_generation, score_id("tr-1", "final_reward", "v1")}) == 4
+    assert turn_0 == str(uuid.uuid5(SCORE_ID_NAMESPACE, "tr-1|gen-1#turn-0|final_reward|v1"))
+    # Without an example id, the trace-level id stays what it always was.
+    assert score_id("tr-1", "final_reward", "v1", None) == score_id("tr-1", "final_reward", "v1")
+    derived = ScoreToWrite("tr-1", "final_reward", 0.5, "v1", example_id="gen-1#turn-0")
+    own = ScoreToWrite("tr-1", "final_reward", 0.5, "v1", observation_id="gen-2")
+    assert derived.id == turn_0 and "observationId" not in derived.body()
+    assert own.id == other_generation and own.body()["observationId"] == "gen-2"
+
+
+def test_only_langfuse_s_own_observation_ids_are_sent():
+    assert langfuse_observation_id("gen-1", "langfuse") == "gen-1"
+    assert langfuse_observation_id("8f2c0a", "langfuse-export") == "8f2c0a"
+    assert langfuse_observation_id("gen-1#turn-1", "langfuse") is None  # single-turn conversion made it up
+    assert langfuse_observation_id("#turn-0", "files") is None
+    assert langfuse_observation_id("obs-123", "files") is None  # a JSONL line's id: not Langfuse's
+    assert langfuse_observation_id("row-9", "postgres") is None
+    assert langfuse_observation_id(None, "langfuse") is None
+
+
+def test_examples_of_one_trace_are_two_scores_over_http_and_derived_ids_are_not_sent(make_langfuse_server):
+    server = make_langfuse_server(V4)
+    rows = [("gen-a#turn-0", "langfuse", 0.2), ("gen-a#turn-1", "langfuse", 0.9), ("gen-b", "langfuse", 0.6)]
+    scores = [
+        ScoreToWrite("tr-0418-000", "final_reward", value, "v1", observation_id=langfuse_observation_id(obs, source),
+                     example_id=obs)
+        for obs, source, value in rows
+    ]
+    writer = ScoreWriter(LangfuseClient(config_for(server)))
+    assert writer.write(scores).written == 3 and writer.write(scores).written == 3
+    stored = sorted((s.value, s.observation_id) for s in server.data.scores.values() if s.name == "final_reward")
+    assert stored == [(0.2, None), (0.6, "gen-b"), (0.9, None)]
+    bodies = [post.body for post in server.calls("/api/public/scores", method="POST")]
+    assert not any("#turn-" in (body.get("observationId") or "") for body in bodies)
 
 
 @pytest.mark.parametrize("version", [V4, V3], ids=["v4", "v3"])
