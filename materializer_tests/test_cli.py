@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from materializer_assets.lib.slugs import model_slug
@@ -107,3 +108,119 @@ def test_run_against_postgres(tmp_path, pg_url):
     table = ds.dataset(files).to_table()
     assert table.column("trace_id").to_pylist() == ["00000000-0000-0000-0000-000000000001"]
     assert table.column("feedback_score").to_pylist() == [4.5]
+
+
+# Users of the adversarial run below: (user_consent column, metadata, what the registry/list says) → outcome.
+ADVERSARIAL = {
+    "zz-refuses-in-metadata-4711": (True, {"consent_training": "no"}, "refused"),
+    "zz-registry-grant-before-4712": (None, {}, "granted"),
+    "zz-registry-grant-after-4713": (None, {}, "unknown"),
+    "zz-withdrew-then-back-4714": (True, {}, "refused"),
+    "zz-undated-refusal-4715": (True, {}, "forgotten"),
+    "zz-unreadable-registry-4716": (True, {}, "forgotten"),
+    "zz-on-erasure-list-4717": (True, {"consent_training": "yes"}, "forgotten"),
+    "zz-tie-goes-to-refusal-4718": (True, {}, "forgotten"),
+    "zz-granted-everywhere-4719": (True, {"consent_training": "yes", "tags": ["consent:training"]}, "granted"),
+}
+ADVERSARIAL_REGISTRY = (
+    "user_id,granted,updated_at\n"
+    "zz-refuses-in-metadata-4711,true,2026-01-01T00:00:00Z\n"
+    "zz-registry-grant-before-4712,true,2026-04-01T00:00:00Z\n"
+    "zz-registry-grant-after-4713,true,2026-04-20T00:00:00Z\n"
+    "zz-withdrew-then-back-4714,true,2026-01-01T00:00:00Z\n"
+    "zz-withdrew-then-back-4714,false,2026-05-01T00:00:00Z\n"
+    "zz-withdrew-then-back-4714,true,2026-06-01T00:00:00Z\n"
+    "zz-undated-refusal-4715,true,2026-01-01T00:00:00Z\n"
+    "zz-undated-refusal-4715,false,\n"
+    "zz-unreadable-registry-4716,banana,2026-01-01T00:00:00Z\n"
+    "zz-tie-goes-to-refusal-4718,true,2026-03-01T00:00:00Z\n"
+    "zz-tie-goes-to-refusal-4718,false,2026-03-01T00:00:00Z\n"
+)
+
+
+def _rows_by_folder(warehouse: Path, dataset: str) -> dict[str, set[str]]:
+    """user ids per consent folder of a lake dataset (all days and models)."""
+    found: dict[str, set[str]] = {}
+    for path in (warehouse / dataset).rglob("*.parquet"):
+        folder = next((part for part in path.parts if part.startswith("consent=")), "")
+        users = ds.dataset(str(path)).to_table(columns=["user_id"]).column("user_id").to_pylist()
+        found.setdefault(folder, set()).update(users)
+    return found
+
+
+def _grep(folder: Path, needles: list[str]) -> dict[str, list[str]]:
+    """Which files under ``folder`` hold any needle as plain bytes (SQLite keeps text as is)."""
+    hits = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found = [n for n in needles if n.encode() in data]
+            if found:
+                hits[str(path)] = found
+    return hits
+
+
+def test_adversarial_consent_through_the_cli_on_postgres(tmp_path, pg_url):
+    """Conflicting signals and registry histories from a real Postgres table and a CSV registry,
+    then revocations after the day was run: nothing of a refusing, unknown or forgotten user beyond
+    raw's consent=false|unknown folders (the forgotten not even there), nothing in the Dagster instance."""
+    from materializer_assets.lib.sources.postgres import create_traces_table, insert_traces
+
+    create_traces_table(pg_url)
+    rows = []
+    for number, (user, (column, metadata, _)) in enumerate(sorted(ADVERSARIAL.items())):
+        rows.append({
+            "id": f"00000000-0000-0000-0000-{number:012d}", "timestamp": "2026-04-18T10:00:00", "user_id": user,
+            "session_id": f"session-{user}", "input": f"question from {user}", "output": f"secret answer of {user}",
+            "model": "glm-5-32b", "latency_ms": 10, "token_count": 5, "metadata": json.dumps(metadata),
+            "user_consent": column,
+        })
+    insert_traces(pg_url, rows)
+    (tmp_path / "registry.csv").write_text(ADVERSARIAL_REGISTRY)
+    (tmp_path / "erase.csv").write_text("user_id\nzz-on-erasure-list-4717\n")
+    env = {"MATERIALIZER_SOURCE": pg_url, "MATERIALIZER_CONSENT_REGISTRY": str(tmp_path / "registry.csv"),
+           "MATERIALIZER_ERASURE_LIST": str(tmp_path / "erase.csv")}
+    result = _run(["run", "--date", "2026-04-18"], tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    warehouse = tmp_path / ".materializer" / "warehouse"
+    expected = {outcome: {u for u, (_, _, o) in ADVERSARIAL.items() if o == outcome}
+                for outcome in ("granted", "refused", "unknown", "forgotten")}
+    raw = _rows_by_folder(warehouse, "raw-traces")
+    assert raw == {"consent=true": expected["granted"], "consent=false": expected["refused"],
+                   "consent=unknown": expected["unknown"]}
+    assert set().union(*_rows_by_folder(warehouse, "langfuse-traces").values()) == expected["granted"]
+    outside_raw = [p for p in warehouse.rglob("*.parquet") if "raw-traces" not in p.parts]
+    assert outside_raw
+    users_outside_raw = {u for p in outside_raw if "user_id" in ds.dataset(str(p)).schema.names
+                         for u in ds.dataset(str(p)).to_table(columns=["user_id"]).column("user_id").to_pylist()}
+    assert users_outside_raw == expected["granted"]
+
+    # Revocations after the day was run: the granted-everywhere user withdraws (and comes back later),
+    # the registry-only grant disappears.
+    (tmp_path / "registry.csv").write_text(
+        ADVERSARIAL_REGISTRY.replace("zz-registry-grant-before-4712,true,2026-04-01T00:00:00Z\n", "")
+        + "zz-granted-everywhere-4719,false,2026-05-01T00:00:00Z\nzz-granted-everywhere-4719,true,2026-06-01T00:00:00Z\n"
+    )
+    reconciled = _run(["reconcile"], tmp_path, **env)
+    assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+    assert "revoked 2 row(s)" in reconciled.stdout, reconciled.stdout
+    raw = _rows_by_folder(warehouse, "raw-traces")
+    assert raw.get("consent=true", set()) == set()
+    assert raw["consent=false"] == expected["refused"] | {"zz-granted-everywhere-4719"}
+    assert raw["consent=unknown"] == expected["unknown"] | {"zz-registry-grant-before-4712"}
+    for path in outside_raw:
+        if path.exists() and "user_id" in ds.dataset(str(path)).schema.names:
+            assert ds.dataset(str(path)).count_rows() == 0 or not set(
+                ds.dataset(str(path)).to_table(columns=["user_id"]).column("user_id").to_pylist()), path
+    # Every Parquet file but raw's, decoded (they are compressed): none of their words; JSON and other
+    # files (audit, ledger, Iceberg metadata) as bytes: none of their ids either.
+    answers = [f"secret answer of {u}" for u in ADVERSARIAL]
+    decoded = {str(p): json.dumps(pq.read_table(p).to_pylist(), default=str, ensure_ascii=False)
+               for p in warehouse.rglob("*.parquet") if "raw-traces" not in p.parts}
+    assert decoded and not {f for f, text in decoded.items() if any(a in text or u in text
+                                                                      for a, u in zip(answers, ADVERSARIAL))}
+    assert not {f: h for f, h in _grep(warehouse, list(ADVERSARIAL)).items() if not f.endswith(".parquet")}
+    # The Dagster instance (SQLite event log, run storage, compute logs): no user id, no answer.
+    instance = _grep(tmp_path / ".materializer" / "dagster_home", [*ADVERSARIAL, "secret answer of"])
+    assert instance == {}
