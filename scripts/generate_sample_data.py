@@ -15,6 +15,12 @@ three days, three models plus an awkward name, consent granted / refused /
 unknown in every spelling, multi-turn chats, tool calls, RAG contexts, user
 feedback, PII, null and empty responses, a duplicate trace id across two
 files, and a few malformed records. See ``sample_data/README.md``.
+
+``chat/docs-assistant.jsonl`` holds answers whose quality differs on purpose:
+a documentation assistant that sometimes evades (a user regenerates and gets a
+grounded answer), so rewards spread and the quick start has SFT, DPO and KTO
+rows to show. Its records use no randomness, so adding them left every other
+file as it was.
 """
 
 from __future__ import annotations
@@ -215,6 +221,64 @@ TOOL_TASKS = (
      "Yes, it's raining in Zürich (9 °C)."),
     ("Has order B-20931 shipped? Reply to ops@shop.example if delayed.", "get_order_status", {"order_id": "B-20931"},
      {"status": "delayed", "eta": "2026-04-24"}, "It's delayed until 2026-04-24; I've notified ops@shop.example."),
+)
+
+
+# The documentation assistant: (question, retrieved contexts, grounded answer, evasive answer).
+# A grounded answer restates the question and says only what the contexts say; an evasive one
+# says nothing. (With the bundled test judge, `python -m materializer_tests.openai_server`, the
+# grounded ones mostly reach the "preferred" threshold and the evasive ones the "non_preferred" one.)
+DOCS_ASSISTANT_QA = {
+    "free-tier-rate": (
+        "How many requests per minute does the free tier allow?",
+        ("Free tier: 60 requests per minute and 10,000 requests per day.",),
+        "The free tier allows 60 requests per minute (and 10,000 requests per day).",
+        "I am not sure, maybe check the help center.",
+    ),
+    "export-formats": (
+        "Which export formats does the Project Export page offer?",
+        ("The Project Export page offers CSV, JSONL and Parquet exports.",),
+        "The Project Export page offers three export formats: CSV, JSONL and Parquet.",
+        "I'm not sure about that, sorry.",
+    ),
+    "free-tier-sla": (
+        "Does the uptime SLA cover the free tier?",
+        ("The 99.9% uptime SLA covers paid plans only, not the free tier.",),
+        "No: the 99.9% uptime SLA covers paid plans only, not the free tier.",
+        "I don't know, please ask support.",
+    ),
+    "old-key-validity": (
+        "How long does the old API key stay valid after a rotation?",
+        ("API keys are rotated under Settings > API keys > Rotate.", "The old key stays valid for 24 hours after a rotation."),
+        "The old key stays valid for 24 hours after a rotation.",
+        "I don't know, please ask support.",
+    ),
+    "allowlist-delay": (
+        "When do allowlist changes take effect?",
+        ("Allowlist changes take effect within 5 minutes of saving them.",),
+        "Allowlist changes take effect within 5 minutes after saving them.",
+        "I'm not sure, that depends on your plan.",
+    ),
+    "rotate-where": (
+        "Where do I rotate an API key?",
+        ("API keys are rotated under Settings > API keys > Rotate.", "The old key stays valid for 24 hours after a rotation."),
+        "You rotate an API key under Settings > API keys > Rotate.",
+        "I don't know, please ask support.",
+    ),
+}
+# (day, time, user, question, answers in the order given, consent field): "evasive,grounded" is a user
+# who regenerated an evasive answer. Users keep their consent (USER_CONSENT, REGISTRY_ROWS).
+DOCS_ASSISTANT_CHATS = (
+    ("2026-04-16", "09:10", "u-0002", "free-tier-rate", ("evasive", "grounded"), True),
+    ("2026-04-16", "14:40", "u-0007", "free-tier-sla", ("grounded",), "yes"),
+    ("2026-04-17", "10:05", "u-0007", "export-formats", ("evasive", "grounded"), True),
+    ("2026-04-17", "16:20", "u-0012", "old-key-validity", ("evasive", "grounded"), None),
+    ("2026-04-17", "17:00", "u-0004", "old-key-validity", ("grounded",), False),  # refused: never trained on
+    ("2026-04-18", "08:30", "u-0012", "free-tier-sla", ("evasive", "grounded"), None),
+    ("2026-04-18", "11:45", "u-0002", "export-formats", ("evasive", "grounded"), True),
+    ("2026-04-18", "13:15", "u-0001", "allowlist-delay", ("evasive", "grounded"), "1"),
+    ("2026-04-18", "15:50", "u-0009", "rotate-where", ("grounded",), None),  # granted by the registry only
+    ("2026-04-18", "18:05", "u-0003", "free-tier-rate", ("grounded",), True),  # forgotten (registry revoked)
 )
 
 
@@ -676,6 +740,29 @@ class SampleWriter:
             b'"metadata": {"timestamp": "2026-04-17T12:00:00.000Z", "model": "glm-5-32b"}}',
         )
 
+    # ------------------------------------------------------------ documentation assistant (no randomness)
+
+    def docs_assistant_file(self) -> None:
+        path = "chat/docs-assistant.jsonl"
+        for number, (day, clock, user_id, topic, answers, consent) in enumerate(DOCS_ASSISTANT_CHATS):
+            question, contexts, grounded, evasive = DOCS_ASSISTANT_QA[topic]
+            context_text = "\n\n".join(contexts)
+            messages = [message("system", f"{SYSTEM_DOCS}\n\nContext:\n{context_text}"), message("user", question)]
+            for attempt, kind in enumerate(answers):
+                record: dict[str, Any] = {
+                    "id": f"chat-docs-{number:02d}-{attempt}",
+                    "messages": messages + [message("assistant", grounded if kind == "grounded" else evasive)],
+                    "contexts": list(contexts),
+                    "timestamp": f"{day}T{clock}:{10 * attempt:02d}.000Z",
+                    "model": GLM,
+                    "user_id": user_id,
+                    "session_id": f"sess-docs-{number:02d}",
+                    "environment": "production",
+                }
+                if consent is not None:
+                    record["consent"] = consent
+                self.add_line(path, record)
+
     # ------------------------------------------------------------ registry and output
 
     def consent_registry(self) -> None:
@@ -729,6 +816,7 @@ def generate(out: Path, seed: int = DEFAULT_SEED) -> list[Path]:
     writer.langfuse_export()
     writer.chat_files()
     writer.observation_files()
+    writer.docs_assistant_file()
     writer.consent_registry()
     return writer.write(out)
 
