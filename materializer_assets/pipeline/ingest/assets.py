@@ -148,10 +148,11 @@ def consented_parquet(
     )
     yield dg.Output(stream)
     published = stream.published
+    # The footers first: a file with foreign columns is reported even if reading it breaks a later check.
+    yield check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
     yield check_result("only_consented_rows", checks.check_only_granted(published))
     yield check_result("unique_trace_observation_ids", checks.check_unique_ids(published))
     yield check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
-    yield check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
     yield check_result(
         "counts_reconcile",
         checks.check_reconciles(
