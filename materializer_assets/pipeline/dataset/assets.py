@@ -5,8 +5,7 @@ recorded on every row as lineage) twice — once for the split plan, once for
 the rows — joins the judge and Ragas scores by (trace_id, observation_id,
 content_hash) and streams ``REWARD_DATASET_SCHEMA`` rows into the Iceberg
 table ``training_data.reward_dataset``, replacing exactly the cell. Then its
-blocking checks read back what the table holds, and, when enabled, each
-row's final_reward is written back to Langfuse as a score.
+blocking checks read back what the table holds.
 
 ``reward_dataset_parquet`` copies that cell into the Parquet lake
 (``reward-dataset/``), so the warehouse has it as plain Parquet too.
@@ -14,7 +13,14 @@ row's final_reward is written back to Langfuse as a score.
 Each export reads the reward cell from Iceberg and writes Parquet under
 ``exports/<format>/date=D/model=M/{train,test}/``; the column layouts are
 TRL's (https://huggingface.co/docs/trl/dataset_formats), see
-``lib/dataset/exports.py``.
+``lib/dataset/exports.py``. Both split folders always hold a file (an empty
+one with the export's schema when the split has no rows).
+
+``langfuse_scores`` (opt-in: ``MATERIALIZER_LANGFUSE_WRITE_SCORES``) writes
+each row's final_reward back to Langfuse as a score. It comes after the cell's
+reward table and every export, so any blocking check of the cell that fails
+(reward checks, ``dpo_pairs_valid``, and everything upstream) stops it before
+a single score is sent.
 """
 
 
@@ -33,7 +39,7 @@ from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
-from ...lib.lake import CellStream
+from ...lib.lake import CellStream, FixedSplit
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
@@ -54,6 +60,7 @@ REWARD_CHECKS = {
     "consent_lineage": "Every row has consent=true and a recorded, granting consent source.",
 }
 WRITE_BACK_CHECK = "langfuse_scores_written"
+LANGFUSE_SCORE_COLUMNS = ["trace_id", "observation_id", "source", "final_reward", "environment"]
 
 
 def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None:
@@ -73,23 +80,28 @@ def _scorer_version(reward_spec: str) -> str:
     return "reward_dataset/" + hashlib.sha256(reward_spec.encode()).hexdigest()[:12]
 
 
-def _write_back(published, reward_spec: str) -> base_checks.CheckOutcome:
-    """Post each row's final_reward as a Langfuse score (deterministic ids: re-runs overwrite)."""
-    from ...lib.langfuse import LangfuseClient, LangfuseConfig, ScoreToWrite, ScoreWriter
+def _write_back(reward_cell: Any, reward_spec: str) -> base_checks.CheckOutcome:
+    """Post each row's final_reward as a Langfuse score: one per example (trace + our observation
+    id), re-runs overwrite (deterministic ids); observationId only where it is Langfuse's own."""
+    from ...lib.langfuse import LangfuseClient, LangfuseConfig, ScoreToWrite, ScoreWriter, langfuse_observation_id
 
     version = _scorer_version(reward_spec)
+    attached = Counter()
 
     def scores() -> Iterator[ScoreToWrite]:
-        for batch in published.to_batches(columns=["trace_id", "observation_id", "final_reward", "environment"]):
+        for batch in reward_cell.to_batches(columns=LANGFUSE_SCORE_COLUMNS):
             for row in batch.to_pylist():
                 if row["final_reward"] is None:
                     continue  # no reward: nothing to say about the trace
+                observation = langfuse_observation_id(row["observation_id"], row["source"])
+                attached["observation" if observation else "trace"] += 1
                 yield ScoreToWrite(
                     trace_id=row["trace_id"],
                     name=LANGFUSE_SCORE_NAME,
                     value=row["final_reward"],
                     scorer_version=version,
-                    observation_id=row["observation_id"],
+                    observation_id=observation,
+                    example_id=row["observation_id"],
                     environment=row["environment"],
                     metadata={"reward_spec": reward_spec},
                 )
@@ -99,7 +111,12 @@ def _write_back(published, reward_spec: str) -> base_checks.CheckOutcome:
     return base_checks.CheckOutcome(
         True,
         f"{report.written} final_reward score(s) written to Langfuse as {LANGFUSE_SCORE_NAME!r} ({version})",
-        {**report.as_metadata(), "scorer_version": version},
+        {
+            **report.as_metadata(),
+            "scorer_version": version,
+            "scores_on_observations": attached["observation"],
+            "scores_on_traces": attached["trace"],
+        },
     )
 
 
@@ -110,12 +127,7 @@ def _write_back(published, reward_spec: str) -> base_checks.CheckOutcome:
     kinds={"iceberg"},
     metadata={"iceberg_table": REWARD_TABLE},
     check_specs=[
-        *(dg.AssetCheckSpec(name, asset="reward_dataset", description=d, blocking=True) for name, d in REWARD_CHECKS.items()),
-        dg.AssetCheckSpec(
-            WRITE_BACK_CHECK,
-            asset="reward_dataset",
-            description="Warns when the opt-in Langfuse write-back of final_reward failed.",
-        ),
+        dg.AssetCheckSpec(name, asset="reward_dataset", description=d, blocking=True) for name, d in REWARD_CHECKS.items()
     ],
     description="One row per consented trace: ragas_reward, judge_score, feedback, final_reward (weighted; only when "
     "every configured scorer is ok for the row, else null with unlabeled_reason), label, a leakage-safe train/test "
@@ -180,15 +192,6 @@ def reward_dataset(
         dataset_checks.check_no_group_in_both_splits(read(["user_id", "split"]), "user_id", ledger.user_hash),
     )
     yield check_result("consent_lineage", dataset_checks.check_consent_lineage(read(["consent", "consent_source"])))
-    if not reward_settings.langfuse_write_scores:
-        outcome = base_checks.CheckOutcome(True, "Langfuse write-back disabled (MATERIALIZER_LANGFUSE_WRITE_SCORES)", {})
-    else:
-        try:
-            outcome = _write_back(published, reward_config.spec())
-        except Exception as exc:  # the dataset is written; a Langfuse outage only warns
-            context.log.warning(f"Langfuse write-back failed: {type(exc).__name__}: {exc}")
-            outcome = base_checks.CheckOutcome(False, f"Langfuse write-back failed: {type(exc).__name__}: {exc}", {})
-    yield check_result(WRITE_BACK_CHECK, outcome, blocking=False)
 
 
 @dg.asset(
@@ -207,10 +210,14 @@ def reward_dataset_parquet(reward_dataset: Any) -> CellStream:
     )
 
 
-def _split_files(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
-    """One folder per split, so trainers load ``train/*.parquet`` and ``test/*.parquet``."""
+def _route_splits(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
     parts = exports.by_split(pa.Table.from_batches([batch]))
     return {name: part.combine_chunks().to_batches()[0] for name, part in parts.items() if part.num_rows}
+
+
+# One folder per split, so trainers load ``train/*.parquet`` and ``test/*.parquet``; a split
+# without rows still gets a file (empty, with the schema), so those patterns always resolve.
+_split_files = FixedSplit(_route_splits, exports.EXPORT_SPLITS)
 
 
 def _export_stream(reward_cell: Any, build: Callable[..., pa.Table], schema: pa.Schema) -> CellStream:
@@ -310,6 +317,7 @@ def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
         split=_split_files,
         describe=lambda: {
             **stats.as_metadata(),
+            "pairs_dropped_degenerate": stats.skipped_identical,
             "min_margin": config.min_margin,
             "max_pairs_per_prompt": config.max_pairs_per_prompt,
             "iceberg_snapshot_id": reward_dataset.snapshot_id,
@@ -325,4 +333,45 @@ def _pair_inputs(reward_cell: Any) -> pa.Table:
 
 
 EXPORT_ASSETS = [sft_export, dpo_export, kto_export, grpo_export, router_export]
-ASSETS = [reward_dataset, reward_dataset_parquet, *EXPORT_ASSETS]
+
+
+@dg.asset(
+    partitions_def=cell_partitions,
+    group_name="dataset",
+    kinds={"langfuse"},
+    # After the exports too: a failed blocking check anywhere in the cell's run (dpo_pairs_valid,
+    # the reward checks, every check upstream) skips this step, so nothing is sent.
+    deps=[reward_dataset_parquet, *EXPORT_ASSETS],
+    check_specs=[
+        dg.AssetCheckSpec(
+            WRITE_BACK_CHECK,
+            asset="langfuse_scores",
+            description="Warns when the opt-in Langfuse write-back of final_reward failed.",
+        )
+    ],
+    description="Opt-in (MATERIALIZER_LANGFUSE_WRITE_SCORES): each reward row's final_reward written back to "
+    "Langfuse as the score 'final_reward', one per example (deterministic ids: re-runs overwrite), on the "
+    "observation only when its id is Langfuse's own. Runs only after every blocking check of the cell passed.",
+)
+def langfuse_scores(
+    context: dg.AssetExecutionContext, reward_dataset: Any, reward_settings: RewardDatasetResource
+):
+    if not reward_settings.langfuse_write_scores:
+        outcome = base_checks.CheckOutcome(True, "Langfuse write-back disabled (MATERIALIZER_LANGFUSE_WRITE_SCORES)", {})
+    else:
+        try:
+            outcome = _write_back(reward_dataset, reward_settings.reward_config().spec())
+        except Exception as exc:  # the dataset is written; a Langfuse outage only warns
+            context.log.warning(f"Langfuse write-back failed: {type(exc).__name__}: {exc}")
+            outcome = base_checks.CheckOutcome(False, f"Langfuse write-back failed: {type(exc).__name__}: {exc}", {})
+    metadata = {
+        "enabled": reward_settings.langfuse_write_scores,
+        "rows": outcome.metadata.get("langfuse_scores_written", 0),
+        "iceberg_snapshot_id": getattr(reward_dataset, "snapshot_id", None),
+        **{k: v for k, v in outcome.metadata.items() if k != "langfuse_scores_written"},
+    }
+    yield dg.MaterializeResult(metadata=metadata)
+    yield check_result(WRITE_BACK_CHECK, outcome, blocking=False)
+
+
+ASSETS = [reward_dataset, reward_dataset_parquet, *EXPORT_ASSETS, langfuse_scores]
