@@ -321,7 +321,8 @@ class ParquetLake:
                 if subpath not in writers:  # no row went there: an empty file with the schema
                     writer = writers[subpath] = _SubpathWriter(subpath, staging, token, schema, self.filesystem, self.options)
                     self._make_dir(posixpath.join(staging, subpath))
-                    background.submit(lambda w=writer: w.write(schema.empty_table()))
+                    # No row group at all: readers that size batches by the first row group (datasets) stay happy.
+                    background.submit(writer._open)
             background.finish()
             for writer in writers.values():
                 writer.close()
