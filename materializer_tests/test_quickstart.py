@@ -63,6 +63,9 @@ def test_the_quick_start_gives_sft_dpo_and_kto_rows_with_default_thresholds(quic
     cell = warehouse / "exports" / "dpo" / f"date={DAY}" / "model=glm-5-32b"
     rows = json.loads((cell / "_manifest.json").read_text())["rows_by_subpath"]
     assert rows["train"] >= 1 and rows["test"] >= 1  # a pair in each split
+    # The README shows this very line: it must not drift from what the quick start prints.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert line.rstrip() in readme.splitlines(), line
 
 
 @pytest.mark.parametrize("name", EXPORTS)
