@@ -317,7 +317,6 @@ def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
         split=_split_files,
         describe=lambda: {
             **stats.as_metadata(),
-            "pairs_dropped_degenerate": stats.skipped_identical,
             "min_margin": config.min_margin,
             "max_pairs_per_prompt": config.max_pairs_per_prompt,
             "iceberg_snapshot_id": reward_dataset.snapshot_id,
