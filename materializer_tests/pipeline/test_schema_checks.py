@@ -19,10 +19,9 @@ import pytest
 from materializer_assets.lib.lake import CellStream
 from materializer_assets.pipeline import ingest, lakehouse, scoring
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
-from materializer_assets.resources.iceberg_io import IcebergIOManager
-from materializer_assets.resources.scoring import JudgeResource, RagasResource
+from materializer_assets.resources import ParquetLakeIOManager
 from materializer_tests.openai_server.fixtures import openai_server, openai_server_session  # noqa: F401
+from materializer_tests.pipeline.resources import graph_resources, served_judge, served_ragas
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -74,18 +73,13 @@ def _source(folder: Path) -> str:
 
 def _run(tmp_path, tamper: list[str], server=None):
     warehouse = str(tmp_path / "wh")
-    fast = {"initial_backoff_s": 0.01, "max_attempts": 2, "timeout_s": 10.0}
-    resources = {
-        "trace_source": TraceSourceResource(source=_source(tmp_path / "source")),
-        "privacy": PrivacyResource(),
-        "erasure": ErasureResource(),
-        "parquet_io_manager": TamperingParquetIOManager(warehouse=warehouse, tamper=tamper),
-        "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
-        "judge": JudgeResource(base_url=server.base_url, model="judge-a", **fast) if server else JudgeResource(),
-        "ragas": RagasResource(base_url=server.base_url, model="ragas-llm", embeddings_model="embedder", **fast)
-        if server
-        else RagasResource(),
-    }
+    served = {"judge": served_judge(server, max_attempts=2), "ragas": served_ragas(server, max_attempts=2)} if server else {}
+    resources = graph_resources(
+        _source(tmp_path / "source"),
+        warehouse,
+        parquet_io_manager=TamperingParquetIOManager(warehouse=warehouse, tamper=tamper),
+        **served,
+    )
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(MODEL_DIMENSION, [MODEL])
     result = dg.materialize(ASSETS, partition_key=cell_key(DAY, MODEL), resources=resources, instance=instance,

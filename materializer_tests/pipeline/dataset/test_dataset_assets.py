@@ -21,10 +21,9 @@ from materializer_assets.lib.storage import resolve
 from materializer_assets.pipeline import dataset, ingest, lakehouse, scoring
 from materializer_assets.pipeline.dataset import RewardDatasetResource, reward_settings_from_env
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
-from materializer_assets.resources.scoring import JudgeResource, RagasResource
 from materializer_tests.pipeline.results import materialization_metadata
+from materializer_tests.pipeline.resources import graph_resources, served_judge, served_ragas
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -99,19 +98,13 @@ def _write_source(folder: Path) -> str:
 
 
 def _resources(source, warehouse, server, **settings) -> dict:
-    fast = {"initial_backoff_s": 0.01, "max_attempts": 3, "timeout_s": 10.0}
-    return {
-        "trace_source": TraceSourceResource(source=source),
-        "privacy": PrivacyResource(),
-        "erasure": ErasureResource(),
-        "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
-        "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
-        "judge": JudgeResource(base_url=server.base_url, model="judge-a", **fast),
-        "ragas": RagasResource(base_url=server.base_url, model="ragas-llm", embeddings_model="embedder", **fast),
-        "reward_settings": RewardDatasetResource(
-            **{"split_test_fraction": 0.3, "dpo_min_margin": MIN_MARGIN, **settings}
-        ),
-    }
+    return graph_resources(
+        source,
+        warehouse,
+        judge=served_judge(server),
+        ragas=served_ragas(server),
+        reward_settings=RewardDatasetResource(**{"split_test_fraction": 0.3, "dpo_min_margin": MIN_MARGIN, **settings}),
+    )
 
 
 def _materialize(resources, instance=None):

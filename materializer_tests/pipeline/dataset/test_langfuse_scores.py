@@ -16,10 +16,9 @@ from materializer_assets.pipeline import dataset, ingest, lakehouse, scoring
 from materializer_assets.pipeline.dataset import RewardDatasetResource
 from materializer_assets.pipeline.dataset.assets import langfuse_scores
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
-from materializer_assets.resources.scoring import JudgeResource, RagasResource
 from materializer_tests.langfuse_server.data import DAY, GLM
+from materializer_tests.pipeline.resources import graph_resources, served_judge
 from materializer_tests.pipeline.results import materialization_metadata
 
 ASSETS = ingest.ASSETS + lakehouse.ASSETS + scoring.ASSETS + dataset.ASSETS
@@ -28,18 +27,13 @@ assert SLUG == GLM
 
 
 def _resources(source: str, warehouse: str, judge_server, **settings) -> dict:
-    fast = {"initial_backoff_s": 0.01, "max_attempts": 3, "timeout_s": 10.0}
-    return {
-        "trace_source": TraceSourceResource(source=source),
-        "privacy": PrivacyResource(),
-        "erasure": ErasureResource(),
-        "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
-        "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
-        "judge": JudgeResource(base_url=judge_server.base_url, model="judge-a", **fast),
-        "ragas": RagasResource(),
+    return graph_resources(
+        source,
+        warehouse,
+        judge=served_judge(judge_server),
         # The judge alone makes the reward (Ragas is not configured here).
-        "reward_settings": RewardDatasetResource(reward_weights="judge=1", **settings),
-    }
+        reward_settings=RewardDatasetResource(reward_weights="judge=1", **settings),
+    )
 
 
 def _materialize(assets, resources, instance):

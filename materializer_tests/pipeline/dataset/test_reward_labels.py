@@ -17,10 +17,9 @@ import pytest
 from materializer_assets.pipeline import dataset, ingest, lakehouse, scoring
 from materializer_assets.pipeline.dataset import reward_settings_from_env
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from materializer_assets.resources.iceberg_io import IcebergIOManager
-from materializer_assets.resources.scoring import JudgeResource, RagasResource
 from materializer_tests.pipeline.results import materialization_metadata
+from materializer_tests.pipeline.resources import graph_resources, served_judge, served_ragas
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -58,18 +57,14 @@ def _source(folder: Path) -> str:
 
 def _run(tmp_path, server, env: dict[str, str]):
     warehouse = str(tmp_path / "wh")
-    fast = {"initial_backoff_s": 0.01, "max_attempts": 2, "timeout_s": 10.0}
-    resources = {
-        "trace_source": TraceSourceResource(source=_source(tmp_path / "source")),
-        "privacy": PrivacyResource(),
-        "erasure": ErasureResource(),
-        "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
-        "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
-        "judge": JudgeResource(base_url=server.base_url, model="judge-a", **fast),
-        "ragas": RagasResource(base_url=server.base_url, model="ragas-llm", embeddings_model="embedder", **fast),
+    resources = graph_resources(
+        _source(tmp_path / "source"),
+        warehouse,
+        judge=served_judge(server, max_attempts=2),
+        ragas=served_ragas(server, max_attempts=2),
         # The settings as a deployment gives them: MATERIALIZER_* variables.
-        "reward_settings": reward_settings_from_env(env),
-    }
+        reward_settings=reward_settings_from_env(env),
+    )
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(MODEL_DIMENSION, [MODEL])
     result = dg.materialize(ASSETS, partition_key=cell_key(DAY, MODEL), resources=resources, instance=instance,

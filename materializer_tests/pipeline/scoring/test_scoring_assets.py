@@ -14,10 +14,10 @@ import pytest
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.pipeline import ingest, lakehouse, scoring
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
-from materializer_assets.resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
-from materializer_assets.resources.iceberg_io import IcebergIOManager
+from materializer_assets.resources import PrivacyResource
 from materializer_assets.resources.scoring import JudgeMemberConfig, JudgeResource, RagasResource
 from materializer_tests.pipeline.results import materialization_metadata
+from materializer_tests.pipeline.resources import graph_resources
 
 DAY = "2026-04-18"
 MODEL = "glm-5-32b"
@@ -57,15 +57,7 @@ def source(tmp_path) -> str:
 
 
 def _resources(source, warehouse, judge=None, ragas=None) -> dict:
-    return {
-        "trace_source": TraceSourceResource(source=source),
-        "privacy": PrivacyResource(),
-        "erasure": ErasureResource(),
-        "parquet_io_manager": ParquetLakeIOManager(warehouse=warehouse),
-        "iceberg_io_manager": IcebergIOManager(warehouse=warehouse),
-        "judge": judge or JudgeResource(),
-        "ragas": ragas or RagasResource(),
-    }
+    return graph_resources(source, warehouse, judge=judge or JudgeResource(), ragas=ragas or RagasResource())
 
 
 def _served(server, **judge_settings):
