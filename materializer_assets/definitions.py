@@ -7,7 +7,15 @@ environment (see the README's settings table).
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
+
+# Dagster itself passes `owners` when it binds resources to a sensor's job and warns about its own
+# beta parameter; nothing in this project sets it, so it is not the user's business.
+warnings.filterwarnings(
+    "ignore", message=r"Parameter `owners` of initializer `SensorDefinition.__init__`", category=dg.BetaWarning
+)
 
 from .pipeline import dataset, ingest, lakehouse, scoring
 
