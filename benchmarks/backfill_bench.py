@@ -4,7 +4,8 @@
     python benchmarks/backfill_bench.py --rows 40000        # a generated Postgres day (benchmarks/_common.py)
 
 Both sides run the whole graph (every asset and check, no judge configured) on the same data, on
-a fresh Dagster home (the repository's dagster.yaml: SQLite storage) and warehouse each:
+a fresh Dagster home (the repository's dagster.yaml: SQLite storage) and warehouse each, with no
+judge (``--judge URL``: the test judge, e.g. with a fixed latency):
 
 - **cli**: ``materializer run --date D`` in one process: ``execute_in_process`` per cell. Its
   per-cell time is the command's wall time divided by the cells (start-up, the consent
@@ -12,7 +13,8 @@ a fresh Dagster home (the repository's dagster.yaml: SQLite storage) and warehou
 - **daemon**: one process per cell, ``dagster job execute`` of the asset job with the cell's
   ``dagster/partition`` tag: what the default run launcher does for every run of a UI backfill,
   a sensor or a schedule (``dagster api execute_run``: start Python, load the code location,
-  execute the run with the ``Definitions``' executor). Its per-cell time is the wall time of
+  execute the run with the ``Definitions``' executor; ``--executor`` sets
+  ``MATERIALIZER_RUN_EXECUTOR``, repeat it to compare executors in one run). Its per-cell time is the wall time of
   that process; the run's own duration (RUN_START → RUN_SUCCESS, without the process start-up)
   is printed too. Cells run one after another, like the CLI's (the local instance runs two at a
   time, which halves neither side's per-cell CPU on two cores).
@@ -45,12 +47,16 @@ ASSET_JOB = "__ASSET_JOB"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+JUDGE: dict[str, str] = {}  # --judge: the scoring settings both sides get
+
+
 def _env(code: Path, home: Path, warehouse: Path, source: str | None) -> dict:
     env = {**os.environ, "DAGSTER_HOME": str(home), "MATERIALIZER_WAREHOUSE": str(warehouse)}
     env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
     for name in list(env):  # no judge, Ragas or Langfuse endpoint: the same work on both sides
         if name.startswith(("MATERIALIZER_JUDGE", "MATERIALIZER_RAGAS", "OPENAI_", "LANGFUSE_")):
             env.pop(name)
+    env.update(JUDGE)
     env.pop("MATERIALIZER_SOURCE", None)
     if source:
         env["MATERIALIZER_SOURCE"] = source
@@ -129,7 +135,7 @@ for run in runs:
     statuses.add(run.status.value)
 from materializer_assets.definitions import defs
 executor = defs.resolve_implicit_global_asset_job_def().executor_def
-name = {"multiprocess": "multiprocess (spawn)", "forkserver_multiprocess": "multiprocess (forkserver, preloaded)"}
+name = {"multiprocess": "multiprocess (spawn)", "multi_or_in_process_executor": "multiprocess (spawn, Dagster default)", "forkserver_multiprocess": "multiprocess (forkserver, preloaded)"}
 print(json.dumps({"run_s": sum(durations) / len(durations), "statuses": sorted(statuses), "executor": name.get(executor.name, executor.name)}))
 """
 
@@ -142,12 +148,22 @@ def main(argv=None) -> int:
     parser.add_argument("--database", default="materializer_bench_backfill", help="database of the generated day")
     parser.add_argument("--drop", action="store_true", help="drop that database at the end")
     parser.add_argument(
-        "--executor", action="append", choices=("forkserver", "in_process", "spawn"),
+        "--judge", metavar="URL",
+        help="an OpenAI-compatible base URL serving test-judge and test-embedder (python -m "
+        "materializer_tests.openai_server --port 8765 --latency 0.2): both sides score with it",
+    )
+    parser.add_argument(
+        "--executor", action="append", choices=("auto", "forkserver", "in_process", "spawn"),
         help="MATERIALIZER_RUN_EXECUTOR of the daemon side; repeat to compare (default: the Definitions' default)",
     )
     parser.add_argument("--code", type=Path, default=common.REPO_ROOT, help="checkout measured (default this one)")
     args = parser.parse_args(argv)
     code = args.code.resolve()
+    if args.judge:
+        JUDGE.update({
+            "MATERIALIZER_JUDGE_BASE_URL": args.judge, "MATERIALIZER_JUDGE_MODEL": "test-judge",
+            "MATERIALIZER_RAGAS_EMBEDDINGS_MODEL": "test-embedder",
+        })
     source, day = None, SAMPLE_DAY
     try:
         if args.rows:
@@ -157,7 +173,8 @@ def main(argv=None) -> int:
             day = spec.days[0].isoformat()
         with tempfile.TemporaryDirectory(prefix="backfill_bench_") as tmp:
             root = Path(tmp)
-            print(f"data: {'bundled sample' if source is None else f'{args.rows:,} generated rows'}, {day}; code {code}", flush=True)
+            print(f"data: {'bundled sample' if source is None else f'{args.rows:,} generated rows'}, {day}; "
+                  f"judge {args.judge or 'none'}; code {code}", flush=True)
             cli = measure_cli(code, root, day, source)
             print(f"cli     {cli['cells']} cells  {cli['wall_s']:7.1f} s  per cell {cli['per_cell_s']:6.1f} s", flush=True)
             daemons = []

@@ -1,7 +1,8 @@
-"""Runs launched by Dagster (UI backfills, sensors, schedules) use the forkserver multiprocess
-executor with the project preloaded (``pipeline/executor.py``), and a cell launched through the
-daemon still runs every step, ``judge_scores`` and ``ragas_scores`` each in a step process of its
-own (so they can overlap). Nothing here is timed: ``benchmarks/backfill_bench.py`` measures.
+"""Runs launched by Dagster (UI backfills, sensors, schedules) use the executor of
+``pipeline/executor.py``: the forkserver multiprocess executor with the project preloaded when a
+scoring model is configured, in-process otherwise. A cell launched through the daemon with the
+forkserver runs every step, ``judge_scores`` and ``ragas_scores`` each in a step process of its own
+(so they can overlap). Nothing here is timed: ``benchmarks/backfill_bench.py`` measures.
 """
 
 from __future__ import annotations
@@ -28,28 +29,40 @@ from .test_backfill_e2e import (  # noqa: F401  (dagster_dev_home is a fixture)
 CELL = "2026-04-17|glm-5-32b"
 
 
-def test_every_job_of_the_definitions_uses_the_preloaded_forkserver_executor(monkeypatch):
+def test_auto_is_in_process_without_a_scoring_model_and_the_forkserver_with_one(monkeypatch):
     monkeypatch.delenv(executor_module.ENV, raising=False)
-    assert executor_module.build_executor().name == "forkserver_multiprocess"
+    for name in executor_module.SCORING_MODEL_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    assert executor_module.build_executor() is dg.in_process_executor
+    for name in executor_module.SCORING_MODEL_SETTINGS:
+        monkeypatch.setenv(name, "judge-a")
+        assert executor_module.build_executor().name == "forkserver_multiprocess", name
+        assert executor_module.build_executor("in_process") is dg.in_process_executor
+        monkeypatch.delenv(name)
+
+
+def test_the_definitions_executor_is_the_chosen_one_on_every_job(monkeypatch):
     assert defs.executor is executor_module.executor
-    assert executor_module.executor.name == "forkserver_multiprocess"
+    for job in [defs.resolve_implicit_global_asset_job_def(), *(defs.resolve_job_def(j.name) for j in defs.jobs or [])]:
+        assert job.executor_def is executor_module.executor, job.name
+
+
+def test_the_forkserver_executor_preloads_the_project():
+    forkserver = executor_module.build_executor("forkserver")
+    assert forkserver.name == "forkserver_multiprocess"
     assert executor_module.EXECUTOR_CONFIG["start_method"] == {
         "forkserver": {"preload_modules": ["materializer_assets.pipeline.preload"]}
     }
-    jobs = [defs.resolve_implicit_global_asset_job_def(), *(defs.resolve_job_def(job.name) for job in defs.jobs or [])]
-    for job in jobs:
-        assert job.executor_def is executor_module.executor, job.name
     # The configured executor builds a forkserver MultiprocessExecutor with the preload module.
     from dagster._core.executor.init import InitExecutorContext
     from dagster._core.executor.multiprocess import MultiprocessExecutor
 
-    job = defs.resolve_implicit_global_asset_job_def()
-    config = executor_module.executor.config_schema.resolve_config({}).value["config"]
+    config = forkserver.config_schema.resolve_config({}).value["config"]
     with dg.DagsterInstance.ephemeral() as instance:
-        built = executor_module.executor.executor_creation_fn(
+        built = forkserver.executor_creation_fn(
             InitExecutorContext(
                 job=dg.reconstructable(_asset_job),
-                executor_def=executor_module.executor,
+                executor_def=forkserver,
                 executor_config=config,
                 instance=instance,
             )
@@ -57,7 +70,6 @@ def test_every_job_of_the_definitions_uses_the_preloaded_forkserver_executor(mon
     assert isinstance(built, MultiprocessExecutor)
     assert built._start_method == "forkserver"
     assert built._explicit_forkserver_preload == ["materializer_assets.pipeline.preload"]
-    assert job.name == "__ASSET_JOB"
 
 
 def test_the_executor_can_be_chosen_by_environment():
@@ -77,8 +89,16 @@ def test_the_preload_module_imports_and_resolves_the_definitions():
     assert defs.has_resolved_repository_def()
 
 
+@pytest.fixture
+def forkserver_runs(monkeypatch):
+    """What ``auto`` picks when a judge or Ragas model is configured, without calling one."""
+    monkeypatch.setenv(executor_module.ENV, "forkserver")
+
+
 @pytest.mark.slow
-def test_a_cell_launched_through_the_daemon_runs_judge_and_ragas_in_their_own_step_processes(dagster_dev_home):
+def test_a_cell_launched_through_the_daemon_runs_judge_and_ragas_in_their_own_step_processes(
+    forkserver_runs, dagster_dev_home
+):
     url, home, warehouse, env = dagster_dev_home
     assets = [node["assetKey"] for node in _graphql(url, ASSET_NODES)["assetNodes"]]
     launched = _graphql(
