@@ -18,6 +18,7 @@ warnings.filterwarnings(
 )
 
 from .pipeline import dataset, ingest, lakehouse, scoring
+from .pipeline.executor import executor
 
 STAGES = [ingest, lakehouse, scoring, dataset]
 
@@ -37,4 +38,6 @@ defs = dg.Definitions(
     schedules=[schedule for stage in STAGES for schedule in stage.SCHEDULES],
     jobs=[job for stage in STAGES for job in getattr(stage, "JOBS", [])],
     resources=build_resources(),
+    # Steps forked from a preloaded forkserver, not spawned (pipeline/executor.py).
+    executor=executor,
 )
