@@ -71,10 +71,24 @@ class LshParams:
             raise ValueError("cap must be positive")
 
 
+_CHUNK_BYTES = 1 << 19  # work in pieces that stay in cache (3× faster per byte than 16 MB pieces)
+
+
 def signatures(texts: list[str] | pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndarray]:
     """``(signatures uint32 [n, num_perm], has_signature bool [n])`` of ``texts``."""
     array = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.large_string())
     array = array.cast(pa.large_string())
+    offsets = np.frombuffer(array.buffers()[1], np.int64, count=len(array) + 1, offset=array.offset * 8)
+    if len(array) > 1 and offsets[-1] - offsets[0] > _CHUNK_BYTES:
+        cuts = np.searchsorted(offsets - offsets[0], np.arange(_CHUNK_BYTES, offsets[-1] - offsets[0], _CHUNK_BYTES))
+        bounds = sorted({0, len(array), *[int(c) for c in cuts if 0 < c < len(array)]})
+        if len(bounds) > 2:
+            parts = [_signatures(array.slice(a, b - a), params) for a, b in zip(bounds, bounds[1:])]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    return _signatures(array, params)
+
+
+def _signatures(array: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndarray]:
     n = len(array)
     p = params.num_perm
     if n == 0:
@@ -94,10 +108,11 @@ def signatures(texts: list[str] | pa.Array, params: LshParams) -> tuple[np.ndarr
     windows = np.zeros(size, np.uint64)
     for j in range(k):
         windows |= padded[j : j + size] << np.uint64(8 * j)
-    row = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    pos = np.arange(size, dtype=np.int64)
-    row_end = end[row] if size else np.zeros(0, np.int64)
-    valid = pos + k <= row_end
+    row = np.repeat(np.arange(n, dtype=np.int32), lengths)
+    valid = np.ones(size, bool)
+    # the last k-1 positions of each text start no full shingle
+    tail = (end[:, None] - np.arange(1, k, dtype=np.int64)[None, :]).ravel()
+    valid[tail[(tail >= np.repeat(start, k - 1)) & (tail >= 0)]] = False
     short = np.flatnonzero(has & (lengths < k))
     if len(short):  # a text shorter than k is one shingle: its bytes, zero-padded
         first = start[short]
@@ -110,7 +125,7 @@ def signatures(texts: list[str] | pa.Array, params: LshParams) -> tuple[np.ndarr
     h = _mix(windows[valid] ^ _mix(np.full(1, params.seed, np.uint64) * _GOLDEN))
     row = row[valid]
     bits = p.bit_length() - 1
-    key = row * p + (h >> np.uint64(64 - bits)).astype(np.int64)
+    key = row * np.int32(p) + (h >> np.uint64(64 - bits)).astype(np.int32) if n * p < 2**31 else row.astype(np.int64) * p + (h >> np.uint64(64 - bits)).astype(np.int64)
     flat = np.full(n * p, _EMPTY, np.uint64)
     np.minimum.at(flat, key, h & _MASK32)
     sig = flat.reshape(n, p)
