@@ -270,6 +270,7 @@ class SplitPlanner:
         published = None
         if self._hasher is not None:
             published = self._near_duplicates(codes)
+            signatures, bands = self._signatures
 
         # Only the salted hash of each group key leaves the planner.
         group_names = [hashed_split_key(key, self.key_salt) for key in self._group_ids]
@@ -284,10 +285,12 @@ class SplitPlanner:
         stats.groups_test = len({self._group[r] for r in range(n) if codes[r] == _TEST})
         plan = SplitPlan(
             self.config,
-            {row_keys[r]: (codes[r], self._group[r]) for r in range(n)},
+            {row_keys[r]: (codes[r], self._group[r], self._text[r]) for r in range(n)},
             group_names,
             stats,
             published,
+            signatures if published is not None else None,
+            bands if published is not None else None,
         )
         # Free the first pass's state: the plan keeps only (code, group) per row.
         self._hasher = None
@@ -302,6 +305,7 @@ class SplitPlanner:
         params = near.lsh_params()
         sig, has = self._hasher.finish()
         bands = band_hashes(sig, params)
+        self._signatures = (sig, bands)
         text = np.asarray(self._text, np.int64)
         code = np.asarray(codes, np.int8)
         usable = text >= 0
@@ -350,8 +354,12 @@ class SplitPlan:
         groups: list[str],
         stats: SplitStats,
         published: "NearDuplicateReference | None" = None,
+        signatures: np.ndarray | None = None,
+        bands: np.ndarray | None = None,
     ) -> None:
         self.config = config
+        self._signatures = signatures
+        self._bands = bands
         # signatures of the kept rows (``group`` = index into ``groups``), for the cross-cell index
         self.published = published
         self._rows = rows
@@ -374,7 +382,7 @@ class SplitPlan:
             entry = self._rows.get(identity_key(trace_id, observation_id))
             if entry is None:
                 raise SplitPlanMismatch(f"row ({trace_id!r}, {observation_id!r}) was not in the split plan")
-            code, group = entry
+            code, group = entry[0], entry[1]
             splits.append(_CODE_SPLIT[code])
             keys.append(self._groups[group])
             reasons.append(_CODE_REASON[code])
@@ -383,6 +391,30 @@ class SplitPlan:
             "split_key": pa.array(keys, pa.string()),
             "excluded_reason": pa.array(reasons, pa.string()),
         }
+
+    def index_rows(self, batch: pa.RecordBatch | pa.Table) -> pa.Table | None:
+        """The rows of ``batch`` kept in train or test with their prompt's signature and
+        band hashes: what the cross-cell index stores for this cell (see
+        :mod:`.near_duplicate_index`). ``batch`` needs ``trace_id``, ``observation_id``
+        and ``user_id``. None when near duplicates are off."""
+        if self._signatures is None:
+            return None
+        from .near_duplicate_index import index_table
+
+        trace_ids = batch.column("trace_id").to_pylist()
+        observation_ids = batch.column("observation_id").to_pylist()
+        keep, texts, is_test = [], [], []
+        for i, (trace_id, observation_id) in enumerate(zip(trace_ids, observation_ids)):
+            entry = self._rows.get(identity_key(trace_id, observation_id))
+            if entry is None or entry[0] not in (_TRAIN, _TEST) or entry[2] < 0:
+                continue
+            keep.append(i)
+            texts.append(entry[2])
+            is_test.append(entry[0] == _TEST)
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        table = table.select(["trace_id", "observation_id", "user_id"]).take(pa.array(keep, pa.int64()))
+        ids = np.asarray(texts, np.int64)
+        return index_table(table, np.asarray(is_test, bool), self._signatures[ids], self._bands[ids])
 
     def apply(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the three split columns set (replaced if present)."""

@@ -98,3 +98,19 @@ def test_cross_cell_reference_in_both_orders():
     assert stats.as_metadata()["rows_dropped_from_train_near_duplicate_of_other_cell_test"] == len(pairs)
     # the unrelated rows keep their hash split
     assert [got[f"a-other-{i}"] for i in range(2)] == [("test", None)] * 2
+
+
+def test_index_rows_round_trip_and_other_specs_are_ignored():
+    from materializer_assets.lib.dataset.near_duplicate_index import load_reference, with_spec
+
+    config = SplitConfig(test_fraction=0.5)
+    day = table(_cell("a", users("train", 30, config), users("test", 30, config), QUESTIONS, "train", UNRELATED[:2]))
+    plan = plan_splits([day], config)
+    index = with_spec(plan.index_rows(day), config.near_duplicates)
+    assert set(index.column_names) == {"trace_id", "observation_id", "user_id", "split", "signature", "signature_spec"}
+    assert index.num_rows == plan.stats.train + plan.stats.test
+    reference, ignored = load_reference([index], config.near_duplicates)
+    assert ignored == 0 and (reference.train_sig == plan.published.train_sig).all()
+    other = NearDuplicateConfig(seed=2)
+    reference, ignored = load_reference([index], other)
+    assert ignored == index.num_rows and len(reference.train_sig) == 0
