@@ -1,4 +1,10 @@
-"""Near-duplicate prompts with MinHash + LSH (datasketch).
+"""Near-duplicate prompts with MinHash + LSH.
+
+Train/test decontamination (:mod:`.splits`) uses the vectorized signatures of
+:mod:`.lsh` through :class:`SignatureStore` and :class:`NearDuplicateReference`
+(same shingles, same threshold); :class:`MinHasher` and
+:class:`NearDuplicateIndex` (datasketch, one text at a time) remain for the
+small groups of preference-pair building (:mod:`.pairs`).
 
 A prompt's signature is the MinHash of its byte 5-grams (character shingles
 survive small edits better than word n-grams on short prompts) after

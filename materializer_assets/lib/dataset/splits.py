@@ -44,13 +44,16 @@ a preferred (train or earlier) duplicate (covered by tests). The test set is
 the one that shrinks, as in benchmark decontamination.
 
 Scope: users can never straddle, across any number of cells, because the
-split is a hash. Duplicates and near-duplicates are found within the data
-the planner is given (one cell): the same prompt asked by a train user on
-one day and a test user on another is not detected.
+split is a hash. Exact duplicates are found within the cell. Near duplicates
+are found within the cell and, through ``reference`` (the signatures every
+other cell published, :mod:`.near_duplicate_index`), across cells: a test row
+near another cell's train row is excluded the same way, and a train row near
+a test row another cell already published is dropped from training
+(``excluded_reason = "near_duplicate_of_test"``, counted).
 
 Prompts are compared by their dialogue text (user turns, earlier assistant
 turns, tool results; system prompts ignored — see :mod:`.text`) with MinHash
-(:mod:`.near_duplicates`, default Jaccard ≥ 0.7 on character 5-grams).
+(vectorized in :mod:`.lsh`, default Jaccard ≥ 0.7 on byte 5-grams).
 
 **Streaming.** :class:`SplitPlanner` reads the cell once, batch by batch,
 keeping per row only a 16-byte id, its group, a 16-byte duplicate key, a
