@@ -168,12 +168,18 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class LshIndex:
     """Reference signatures bucketed by band, each bucket capped at ``params.cap`` members."""
 
-    def __init__(self, sig: np.ndarray, bands: np.ndarray, params: LshParams) -> None:
+    def __init__(self, sig: np.ndarray, bands: np.ndarray, params: LshParams, rows: np.ndarray | None = None) -> None:
+        """``rows``: only these rows of ``sig``/``bands`` are references (no copy of the signatures);
+        :meth:`match` still answers with indices into ``sig``."""
         self.params = params
         self.sig = sig
+        self._size = len(sig) if rows is None else len(rows)
         self._buckets: list[tuple[np.ndarray, np.ndarray]] = []
         for band in range(params.bands):
-            keys = bands[:, band] if len(bands) else np.zeros(0, np.uint64)
+            if rows is None:
+                keys = bands[:, band] if len(bands) else np.zeros(0, np.uint64)
+            else:
+                keys = bands[rows, band] if len(rows) else np.zeros(0, np.uint64)
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             # rank of each member within its bucket; keep the first `cap`
@@ -181,22 +187,28 @@ class LshIndex:
             new[1:] = sorted_keys[1:] != sorted_keys[:-1]
             group_start = np.maximum.accumulate(np.where(new, np.arange(len(new)), 0)) if len(new) else new
             keep = (np.arange(len(new)) - group_start) < params.cap
-            self._buckets.append((sorted_keys[keep], order[keep]))
+            members = order[keep] if rows is None else rows[order[keep]]
+            self._buckets.append((sorted_keys[keep], members))
 
     def __len__(self) -> int:
-        return len(self.sig)
+        return self._size
 
-    def match(self, sig: np.ndarray, bands: np.ndarray, threshold: float, chunk: int = 1 << 20) -> np.ndarray:
-        """For each query row, the index of one reference row at least ``threshold`` similar, else -1."""
-        n = len(sig)
+    def match(
+        self, sig: np.ndarray, bands: np.ndarray, threshold: float, rows: np.ndarray | None = None, chunk: int = 1 << 20
+    ) -> np.ndarray:
+        """For each query row (of ``sig``, or only ``rows`` of it: no copy), the index of one
+        reference row at least ``threshold`` similar, else -1."""
+        if rows is None:
+            rows = np.arange(len(sig))
+        n = len(rows)
         found = np.full(n, -1, np.int64)
-        if n == 0 or len(self.sig) == 0:
+        if n == 0 or self._size == 0:
             return found
         for band, (keys, members) in enumerate(self._buckets):
             pending = np.flatnonzero(found < 0)
             if len(pending) == 0:
                 break
-            q = bands[pending, band]
+            q = bands[rows[pending], band]
             lo = np.searchsorted(keys, q, "left")
             hi = np.searchsorted(keys, q, "right")
             counts = hi - lo
@@ -210,7 +222,7 @@ class LshIndex:
             for s in range(0, len(query), chunk // max(1, self.params.num_perm) or 1):
                 e = s + (chunk // max(1, self.params.num_perm) or 1)
                 qs, rs = query[s:e], ref[s:e]
-                ok = similarity(sig[qs], self.sig[rs]) >= threshold
+                ok = similarity(sig[rows[qs]], self.sig[rs]) >= threshold
                 qs, rs = qs[ok], rs[ok]
                 # first verified reference per query (keep an earlier band's answer)
                 fresh = found[qs] < 0

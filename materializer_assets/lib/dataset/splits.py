@@ -301,8 +301,9 @@ class SplitPlanner:
         return plan
 
 
-    def _near_duplicates(self, codes: list[int]) -> "NearDuplicateReference":
-        """Exclude near duplicates across splits (in place on ``codes``); return what this cell publishes."""
+    def _near_duplicates(self, codes: list[int]) -> np.ndarray:
+        """Exclude near duplicates across splits (in place on ``codes``); return the distinct
+        (text id, group, code) of the kept rows (what :attr:`SplitPlan.published` is made of)."""
         assert self._hasher is not None
         near = self.config.near_duplicates
         params = near.lsh_params()
@@ -319,33 +320,33 @@ class SplitPlanner:
         if ref is not None and len(ref.test_sig):
             rows = np.flatnonzero(usable & (code == _TRAIN))
             ids = np.unique(text[rows])
-            hit = LshIndex(ref.test_sig, ref.test_bands, params).match(sig[ids], bands[ids], near.threshold) >= 0
+            hit = LshIndex(ref.test_sig, ref.test_bands, params).match(sig, bands, near.threshold, rows=ids) >= 0
             bad = np.isin(text[rows], ids[hit])
             code[rows[bad]] = _NEAR_DUPLICATE_OF_TEST
         # 2. A test row that near-duplicates a train row (of this cell or another) is excluded.
         train_ids = np.unique(text[usable & (code == _TRAIN)])
-        ref_sig, ref_bands = sig[train_ids], bands[train_ids]
-        if ref is not None and len(ref.train_sig):
-            ref_sig = np.concatenate([ref_sig, ref.train_sig])
-            ref_bands = np.concatenate([ref_bands, ref.train_bands])
         rows = np.flatnonzero(usable & (code == _TEST))
-        if len(rows) and len(ref_sig):
+        if len(rows):
             ids = np.unique(text[rows])
-            found = LshIndex(ref_sig, ref_bands, params).match(sig[ids], bands[ids], near.threshold)
+            near_train = LshIndex(sig, bands, params, rows=train_ids).match(sig, bands, near.threshold, rows=ids) >= 0
+            near_other = np.zeros(len(ids), bool)
+            if ref is not None and len(ref.train_sig):
+                rest = np.flatnonzero(~near_train)
+                index = LshIndex(ref.train_sig, ref.train_bands, params)
+                near_other[rest] = index.match(sig, bands, near.threshold, rows=ids[rest]) >= 0
             position = np.searchsorted(ids, text[rows])
-            matched = found[position]
-            code[rows[matched >= 0]] = _NEAR_DUPLICATE
-            self._other_cell_test_hits = int(np.count_nonzero(matched >= len(train_ids)))
+            code[rows[(near_train | near_other)[position]]] = _NEAR_DUPLICATE
+            self._other_cell_test_hits = int(np.count_nonzero(near_other[position]))
         codes[:] = code.tolist()
         # What this cell publishes for later cells: distinct (text, group, split) of kept rows.
         kept = usable & ((code == _TRAIN) | (code == _TEST))
         rows = np.flatnonzero(kept)
         groups = np.asarray(self._group, np.int64)[rows]
-        triples = np.unique(np.stack([text[rows], groups, code[rows].astype(np.int64)], axis=1), axis=0) if len(rows) else np.zeros((0, 3), np.int64)
-        return NearDuplicateReference.from_rows(
-            sig[triples[:, 0]], bands[triples[:, 0]], triples[:, 2] == _TEST, triples[:, 1]
-        )
-
+        if len(rows):
+            triples = np.unique(np.stack([text[rows], groups, code[rows].astype(np.int64)], axis=1), axis=0)
+        else:
+            triples = np.zeros((0, 3), np.int64)
+        return triples
 
 class SplitPlan:
     """Second pass: the split, split key (a salted hash) and exclusion reason of each planned row."""
@@ -356,18 +357,28 @@ class SplitPlan:
         rows: dict[bytes, tuple[int, int]],
         groups: list[str],
         stats: SplitStats,
-        published: "NearDuplicateReference | None" = None,
+        published: np.ndarray | None = None,
         signatures: np.ndarray | None = None,
         bands: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self._signatures = signatures
         self._bands = bands
-        # signatures of the kept rows (``group`` = index into ``groups``), for the cross-cell index
-        self.published = published
+        self._published = published
         self._rows = rows
         self._groups = groups
         self.stats = stats
+
+    @property
+    def published(self) -> NearDuplicateReference | None:
+        """Signatures of the distinct (prompt, group, split) kept in train or test (``group`` = index
+        into the plan's groups): what this cell means to other cells. Built on demand (a copy)."""
+        if self._published is None or self._signatures is None:
+            return None
+        ids = self._published[:, 0]
+        return NearDuplicateReference.from_rows(
+            self._signatures[ids], self._bands[ids], self._published[:, 2] == _TEST, self._published[:, 1]
+        )
 
     def __len__(self) -> int:
         return len(self._rows)
