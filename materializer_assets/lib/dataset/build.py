@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from ..stages import require_granted
 from .rewards import RewardConfig, reward_columns
 from .schema import PASSTHROUGH_COLUMNS, REWARD_DATASET_SCHEMA
+from .near_duplicates import NearDuplicateReference
 from .splits import SplitConfig, SplitPlan, SplitPlanner, SplitStats
 from .summary import RewardSummary
 
@@ -160,8 +161,11 @@ class RewardDatasetBuilder:
         scores: ScoreLookup | None = None,
         summary: RewardSummary | None = None,
         key_salt: bytes | str | None = None,
+        reference: "NearDuplicateReference | None" = None,
     ) -> None:
         self.reward_config = reward_config or RewardConfig()
+        # near-duplicate signatures other cells published (lib/dataset/near_duplicate_index.py)
+        self.reference = reference
         self.split_config = split_config or SplitConfig()
         self.key_salt = key_salt
         self.lineage = lineage or RewardLineage()
@@ -174,7 +178,7 @@ class RewardDatasetBuilder:
         return SplitPlanner(self.split_config).columns
 
     def plan(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> SplitStats:
-        planner = SplitPlanner(self.split_config, self.key_salt)
+        planner = SplitPlanner(self.split_config, self.key_salt, self.reference)
         for batch in batches:
             if batch.num_rows:
                 planner.add(batch)
@@ -192,6 +196,10 @@ class RewardDatasetBuilder:
             out = reward_batch(batch, config=self.reward_config, plan=self._plan, lineage=self.lineage)
             self.summary.add(out)
             yield out
+
+    @property
+    def split_plan(self) -> SplitPlan | None:
+        return self._plan
 
     def metadata(self) -> dict:
         split_stats = self._plan.stats.as_metadata() if self._plan is not None else {}

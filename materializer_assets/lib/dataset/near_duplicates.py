@@ -1,4 +1,10 @@
-"""Near-duplicate prompts with MinHash + LSH (datasketch).
+"""Near-duplicate prompts with MinHash + LSH.
+
+Train/test decontamination (:mod:`.splits`) uses the vectorized signatures of
+:mod:`.lsh` through :class:`SignatureStore` and :class:`NearDuplicateReference`
+(same shingles, same threshold); :class:`MinHasher` and
+:class:`NearDuplicateIndex` (datasketch, one text at a time) remain for the
+small groups of preference-pair building (:mod:`.pairs`).
 
 A prompt's signature is the MinHash of its byte 5-grams (character shingles
 survive small edits better than word n-grams on short prompts) after
@@ -19,6 +25,7 @@ import numpy as np
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
+from .lsh import LshParams, signatures
 from .text import digest
 
 
@@ -33,6 +40,8 @@ class NearDuplicateConfig:
     shingle_size: int = 5
     max_chars: int = 4000
     seed: int = 1
+    # LSH bucket cap of the vectorized index (lib/dataset/lsh.py)
+    cap: int = 8
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -44,6 +53,87 @@ class NearDuplicateConfig:
 
     def spec(self) -> str:
         return f"minhash(j>={self.threshold},perm={self.num_perm},k={self.shingle_size})"
+
+    def lsh_params(self) -> LshParams:
+        bands, rows = _lsh_params(self.threshold, self.num_perm)
+        return LshParams(
+            num_perm=self.num_perm, bands=bands, rows=rows, shingle_size=self.shingle_size, seed=self.seed, cap=self.cap
+        )
+
+
+class SignatureStore:
+    """Vectorized signatures of distinct normalized texts, hashed in chunks as they arrive.
+
+    :meth:`add` returns the text's id (-1 for an empty text); :meth:`finish`
+    returns ``(signatures [ids, num_perm], has_signature [ids])``. Only the
+    pending chunk of texts is held, never all of them.
+    """
+
+    def __init__(self, config: NearDuplicateConfig, chunk: int = 8192) -> None:
+        self.config = config
+        self.params = config.lsh_params()
+        self.chunk = chunk
+        self._ids: dict[bytes, int] = {}
+        self._pending: list[str] = []
+        self._sigs: list[np.ndarray] = []
+        self._has: list[np.ndarray] = []
+
+    def add(self, text: str) -> int:
+        if not text:
+            return -1
+        text = text[: self.config.max_chars]
+        key = digest(text)
+        found = self._ids.get(key)
+        if found is not None:
+            return found
+        found = self._ids[key] = len(self._ids)
+        self._pending.append(text)
+        if len(self._pending) >= self.chunk:
+            self._flush()
+        return found
+
+    def _flush(self) -> None:
+        if self._pending:
+            sig, has = signatures(self._pending, self.params)
+            self._sigs.append(sig)
+            self._has.append(has)
+            self._pending = []
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        self._flush()
+        self._ids = {}
+        if not self._sigs:
+            return np.zeros((0, self.config.num_perm), np.uint32), np.zeros(0, bool)
+        return np.concatenate(self._sigs), np.concatenate(self._has)
+
+
+@dataclass(frozen=True)
+class NearDuplicateReference:
+    """Signatures of kept rows, split by role: what one cell publishes, or what all other cells did.
+
+    ``*_group`` is an opaque group id per signature (in a plan: an index into its
+    group names; in the persisted index: the salted ``split_key``), kept so
+    the rows of an erased user can be removed."""
+
+    train_sig: np.ndarray
+    train_bands: np.ndarray
+    train_group: np.ndarray
+    test_sig: np.ndarray
+    test_bands: np.ndarray
+    test_group: np.ndarray
+
+    @classmethod
+    def from_rows(cls, sig: np.ndarray, bands: np.ndarray, is_test: np.ndarray, group: np.ndarray) -> "NearDuplicateReference":
+        return cls(sig[~is_test], bands[~is_test], group[~is_test], sig[is_test], bands[is_test], group[is_test])
+
+    @classmethod
+    def concat(cls, parts: list["NearDuplicateReference"], num_perm: int, bands: int) -> "NearDuplicateReference":
+        def cat(name: str, empty: np.ndarray) -> np.ndarray:
+            arrays = [getattr(p, name) for p in parts]
+            return np.concatenate(arrays) if arrays else empty
+
+        s, b, g = np.zeros((0, num_perm), np.uint32), np.zeros((0, bands), np.uint64), np.zeros(0, object)
+        return cls(cat("train_sig", s), cat("train_bands", b), cat("train_group", g), cat("test_sig", s), cat("test_bands", b), cat("test_group", g))
 
 
 class MinHasher:

@@ -30,6 +30,8 @@ SPLITS = (TRAIN, TEST)
 # excluded_reason values
 EXCLUDED_DUPLICATE = "duplicate"  # same prompt side + response as a kept row
 EXCLUDED_NEAR_DUPLICATE = "near_duplicate_of_train"  # a test row whose prompt near-duplicates a train prompt
+# a train row whose prompt near-duplicates a test prompt already published in another cell
+EXCLUDED_NEAR_DUPLICATE_OF_TEST = "near_duplicate_of_test"
 
 
 def _normalized(*names: str) -> list[pa.Field]:

@@ -44,13 +44,16 @@ a preferred (train or earlier) duplicate (covered by tests). The test set is
 the one that shrinks, as in benchmark decontamination.
 
 Scope: users can never straddle, across any number of cells, because the
-split is a hash. Duplicates and near-duplicates are found within the data
-the planner is given (one cell): the same prompt asked by a train user on
-one day and a test user on another is not detected.
+split is a hash. Exact duplicates are found within the cell. Near duplicates
+are found within the cell and, through ``reference`` (the signatures every
+other cell published, :mod:`.near_duplicate_index`), across cells: a test row
+near another cell's train row is excluded the same way, and a train row near
+a test row another cell already published is dropped from training
+(``excluded_reason = "near_duplicate_of_test"``, counted).
 
 Prompts are compared by their dialogue text (user turns, earlier assistant
 turns, tool results; system prompts ignored — see :mod:`.text`) with MinHash
-(:mod:`.near_duplicates`, default Jaccard ≥ 0.7 on character 5-grams).
+(vectorized in :mod:`.lsh`, default Jaccard ≥ 0.7 on byte 5-grams).
 
 **Streaming.** :class:`SplitPlanner` reads the cell once, batch by batch,
 keeping per row only a 16-byte id, its group, a 16-byte duplicate key, a
@@ -71,17 +74,26 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..stages import identity_key
-from .near_duplicates import MinHasher, NearDuplicateConfig, NearDuplicateIndex
-from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, TEST, TRAIN
-from .text import digest, iter_row_texts
+import numpy as np
+
+from .lsh import LshIndex, band_hashes
+from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, SignatureStore
+from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, EXCLUDED_NEAR_DUPLICATE_OF_TEST, TEST, TRAIN
+from .text import iter_row_texts
 
 GROUP_COLUMNS = ("user_id", "session_id")
 FALLBACK_GROUP_COLUMN = "trace_id"
 DEFAULT_SALT = "trace-reward-split-v1"
 
-_TRAIN, _TEST, _DUPLICATE, _NEAR_DUPLICATE = 0, 1, 2, 3
-_CODE_SPLIT = {_TRAIN: TRAIN, _TEST: TEST, _DUPLICATE: EXCLUDED, _NEAR_DUPLICATE: EXCLUDED}
-_CODE_REASON = {_TRAIN: None, _TEST: None, _DUPLICATE: EXCLUDED_DUPLICATE, _NEAR_DUPLICATE: EXCLUDED_NEAR_DUPLICATE}
+_TRAIN, _TEST, _DUPLICATE, _NEAR_DUPLICATE, _NEAR_DUPLICATE_OF_TEST = 0, 1, 2, 3, 4
+_CODE_SPLIT = {_TRAIN: TRAIN, _TEST: TEST, _DUPLICATE: EXCLUDED, _NEAR_DUPLICATE: EXCLUDED, _NEAR_DUPLICATE_OF_TEST: EXCLUDED}
+_CODE_REASON = {
+    _TRAIN: None,
+    _TEST: None,
+    _DUPLICATE: EXCLUDED_DUPLICATE,
+    _NEAR_DUPLICATE: EXCLUDED_NEAR_DUPLICATE,
+    _NEAR_DUPLICATE_OF_TEST: EXCLUDED_NEAR_DUPLICATE_OF_TEST,
+}
 
 
 class SplitPlanMismatch(KeyError):
@@ -145,6 +157,10 @@ class SplitStats:
     test: int = 0
     excluded_duplicate: int = 0
     excluded_near_duplicate: int = 0
+    # of excluded_near_duplicate: test rows whose near duplicate is a train row of another cell
+    excluded_near_duplicate_other_cell: int = 0
+    # train rows dropped because they near-duplicate a test row already published in another cell
+    excluded_near_duplicate_of_test_other_cell: int = 0
     fallback_rows: int = 0  # rows grouped by trace_id because the group column was empty
     groups_train: int = 0
     groups_test: int = 0
@@ -156,6 +172,8 @@ class SplitStats:
             "rows_test": self.test,
             "rows_excluded_duplicate": self.excluded_duplicate,
             "rows_excluded_near_duplicate": self.excluded_near_duplicate,
+            "rows_excluded_near_duplicate_of_other_cell_train": self.excluded_near_duplicate_other_cell,
+            "rows_dropped_from_train_near_duplicate_of_other_cell_test": self.excluded_near_duplicate_of_test_other_cell,
             "rows_grouped_by_trace_id": self.fallback_rows,
             "groups_train": self.groups_train,
             "groups_test": self.groups_test,
@@ -174,8 +192,15 @@ class SplitPlanner:
     can guess user ids.
     """
 
-    def __init__(self, config: SplitConfig | None = None, key_salt: bytes | str | None = None) -> None:
+    def __init__(
+        self,
+        config: SplitConfig | None = None,
+        key_salt: bytes | str | None = None,
+        reference: NearDuplicateReference | None = None,
+    ) -> None:
         self.config = config or SplitConfig()
+        # signatures of the rows other cells published (train and test); see the module doc
+        self.reference = reference
         self.key_salt = key_salt if key_salt else self.config.salt
         self._index: dict[bytes, int] = {}
         self._group_ids: dict[str, int] = {}
@@ -183,9 +208,10 @@ class SplitPlanner:
         self._test: list[bool] = []
         self._dedup: list[bytes] = []
         self._timestamp: list[int] = []
-        self._text: list[bytes | None] = []
+        self._text: list[int] = []
         self._fallback = 0
-        self._hasher = MinHasher(self.config.near_duplicates) if self.config.near_duplicates else None
+        self._other_cell_test_hits = 0
+        self._hasher = SignatureStore(self.config.near_duplicates) if self.config.near_duplicates else None
         self._finished = False
 
     @property
@@ -224,14 +250,7 @@ class SplitPlanner:
             self._test.append(group_split(key, self.config) == TEST)
             self._dedup.append(texts.dedup_key)
             self._timestamp.append(timestamps[i] if timestamps[i] is not None else 0)
-            if self._hasher is not None:
-                near = texts.dialogue_near
-                text_key = digest(near) if near else None
-                if text_key is not None:
-                    self._hasher.signature(near)
-                self._text.append(text_key)
-            else:
-                self._text.append(None)
+            self._text.append(self._hasher.add(texts.dialogue_near) if self._hasher is not None else -1)
 
     def finish(self) -> "SplitPlan":
         self._finished = True
@@ -251,34 +270,30 @@ class SplitPlanner:
                     if row != keep:
                         codes[row] = _DUPLICATE
 
+        published = None
         if self._hasher is not None:
-            index = NearDuplicateIndex(self.config.near_duplicates)
-            for row in range(n):
-                if codes[row] == _TRAIN and self._text[row] is not None:
-                    index.add(self._text[row], self._hasher.cached(self._text[row]))
-            verdict: dict[bytes, bool] = {}
-            for row in range(n):
-                text_key = self._text[row]
-                if codes[row] != _TEST or text_key is None:
-                    continue
-                if text_key not in verdict:
-                    verdict[text_key] = bool(index.matches(self._hasher.cached(text_key)))
-                if verdict[text_key]:
-                    codes[row] = _NEAR_DUPLICATE
+            published = self._near_duplicates(codes)
+            signatures, bands = self._signatures
 
         # Only the salted hash of each group key leaves the planner.
         group_names = [hashed_split_key(key, self.key_salt) for key in self._group_ids]
         stats = SplitStats(rows=n, fallback_rows=self._fallback)
         counts = Counter(codes)
         stats.train, stats.test = counts[_TRAIN], counts[_TEST]
-        stats.excluded_duplicate, stats.excluded_near_duplicate = counts[_DUPLICATE], counts[_NEAR_DUPLICATE]
+        stats.excluded_duplicate = counts[_DUPLICATE]
+        stats.excluded_near_duplicate = counts[_NEAR_DUPLICATE]
+        stats.excluded_near_duplicate_of_test_other_cell = counts[_NEAR_DUPLICATE_OF_TEST]
+        stats.excluded_near_duplicate_other_cell = self._other_cell_test_hits
         stats.groups_train = len({self._group[r] for r in range(n) if codes[r] == _TRAIN})
         stats.groups_test = len({self._group[r] for r in range(n) if codes[r] == _TEST})
         plan = SplitPlan(
             self.config,
-            {row_keys[r]: (codes[r], self._group[r]) for r in range(n)},
+            {row_keys[r]: (codes[r], self._group[r], self._text[r]) for r in range(n)},
             group_names,
             stats,
+            published,
+            signatures if published is not None else None,
+            bands if published is not None else None,
         )
         # Free the first pass's state: the plan keeps only (code, group) per row.
         self._hasher = None
@@ -286,14 +301,84 @@ class SplitPlanner:
         return plan
 
 
+    def _near_duplicates(self, codes: list[int]) -> np.ndarray:
+        """Exclude near duplicates across splits (in place on ``codes``); return the distinct
+        (text id, group, code) of the kept rows (what :attr:`SplitPlan.published` is made of)."""
+        assert self._hasher is not None
+        near = self.config.near_duplicates
+        params = near.lsh_params()
+        sig, has = self._hasher.finish()
+        bands = band_hashes(sig, params)
+        self._signatures = (sig, bands)
+        text = np.asarray(self._text, np.int64)
+        code = np.asarray(codes, np.int8)
+        usable = text >= 0
+        usable[usable] = has[text[usable]]
+        ref = self.reference
+        # 1. A train row that near-duplicates a test row another cell already published is
+        #    dropped from training (never moved to test: splits are per user).
+        if ref is not None and len(ref.test_sig):
+            rows = np.flatnonzero(usable & (code == _TRAIN))
+            ids = np.unique(text[rows])
+            hit = LshIndex(ref.test_sig, ref.test_bands, params).match(sig, bands, near.threshold, rows=ids) >= 0
+            bad = np.isin(text[rows], ids[hit])
+            code[rows[bad]] = _NEAR_DUPLICATE_OF_TEST
+        # 2. A test row that near-duplicates a train row (of this cell or another) is excluded.
+        train_ids = np.unique(text[usable & (code == _TRAIN)])
+        rows = np.flatnonzero(usable & (code == _TEST))
+        if len(rows):
+            ids = np.unique(text[rows])
+            near_train = LshIndex(sig, bands, params, rows=train_ids).match(sig, bands, near.threshold, rows=ids) >= 0
+            near_other = np.zeros(len(ids), bool)
+            if ref is not None and len(ref.train_sig):
+                rest = np.flatnonzero(~near_train)
+                index = LshIndex(ref.train_sig, ref.train_bands, params)
+                near_other[rest] = index.match(sig, bands, near.threshold, rows=ids[rest]) >= 0
+            position = np.searchsorted(ids, text[rows])
+            code[rows[(near_train | near_other)[position]]] = _NEAR_DUPLICATE
+            self._other_cell_test_hits = int(np.count_nonzero(near_other[position]))
+        codes[:] = code.tolist()
+        # What this cell publishes for later cells: distinct (text, group, split) of kept rows.
+        kept = usable & ((code == _TRAIN) | (code == _TEST))
+        rows = np.flatnonzero(kept)
+        groups = np.asarray(self._group, np.int64)[rows]
+        if len(rows):
+            triples = np.unique(np.stack([text[rows], groups, code[rows].astype(np.int64)], axis=1), axis=0)
+        else:
+            triples = np.zeros((0, 3), np.int64)
+        return triples
+
 class SplitPlan:
     """Second pass: the split, split key (a salted hash) and exclusion reason of each planned row."""
 
-    def __init__(self, config: SplitConfig, rows: dict[bytes, tuple[int, int]], groups: list[str], stats: SplitStats) -> None:
+    def __init__(
+        self,
+        config: SplitConfig,
+        rows: dict[bytes, tuple[int, int]],
+        groups: list[str],
+        stats: SplitStats,
+        published: np.ndarray | None = None,
+        signatures: np.ndarray | None = None,
+        bands: np.ndarray | None = None,
+    ) -> None:
         self.config = config
+        self._signatures = signatures
+        self._bands = bands
+        self._published = published
         self._rows = rows
         self._groups = groups
         self.stats = stats
+
+    @property
+    def published(self) -> NearDuplicateReference | None:
+        """Signatures of the distinct (prompt, group, split) kept in train or test (``group`` = index
+        into the plan's groups): what this cell means to other cells. Built on demand (a copy)."""
+        if self._published is None or self._signatures is None:
+            return None
+        ids = self._published[:, 0]
+        return NearDuplicateReference.from_rows(
+            self._signatures[ids], self._bands[ids], self._published[:, 2] == _TEST, self._published[:, 1]
+        )
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -311,7 +396,7 @@ class SplitPlan:
             entry = self._rows.get(identity_key(trace_id, observation_id))
             if entry is None:
                 raise SplitPlanMismatch(f"row ({trace_id!r}, {observation_id!r}) was not in the split plan")
-            code, group = entry
+            code, group = entry[0], entry[1]
             splits.append(_CODE_SPLIT[code])
             keys.append(self._groups[group])
             reasons.append(_CODE_REASON[code])
@@ -320,6 +405,30 @@ class SplitPlan:
             "split_key": pa.array(keys, pa.string()),
             "excluded_reason": pa.array(reasons, pa.string()),
         }
+
+    def index_rows(self, batch: pa.RecordBatch | pa.Table) -> pa.Table | None:
+        """The rows of ``batch`` kept in train or test with their prompt's signature and
+        band hashes: what the cross-cell index stores for this cell (see
+        :mod:`.near_duplicate_index`). ``batch`` needs ``trace_id``, ``observation_id``
+        and ``user_id``. None when near duplicates are off."""
+        if self._signatures is None:
+            return None
+        from .near_duplicate_index import index_table
+
+        trace_ids = batch.column("trace_id").to_pylist()
+        observation_ids = batch.column("observation_id").to_pylist()
+        keep, texts, is_test = [], [], []
+        for i, (trace_id, observation_id) in enumerate(zip(trace_ids, observation_ids)):
+            entry = self._rows.get(identity_key(trace_id, observation_id))
+            if entry is None or entry[0] not in (_TRAIN, _TEST) or entry[2] < 0:
+                continue
+            keep.append(i)
+            texts.append(entry[2])
+            is_test.append(entry[0] == _TEST)
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        table = table.select(["trace_id", "observation_id", "user_id"]).take(pa.array(keep, pa.int64()))
+        ids = np.asarray(texts, np.int64)
+        return index_table(table, np.asarray(is_test, bool), self._signatures[ids], self._bands[ids])
 
     def apply(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the three split columns set (replaced if present)."""
@@ -333,17 +442,23 @@ class SplitPlan:
 
 
 def plan_splits(
-    batches: Iterable[pa.RecordBatch | pa.Table], config: SplitConfig | None = None, key_salt: bytes | str | None = None
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    config: SplitConfig | None = None,
+    key_salt: bytes | str | None = None,
+    reference: NearDuplicateReference | None = None,
 ) -> SplitPlan:
-    planner = SplitPlanner(config, key_salt)
+    planner = SplitPlanner(config, key_salt, reference)
     for batch in batches:
         planner.add(batch)
     return planner.finish()
 
 
 def assign_splits(
-    table: pa.Table, config: SplitConfig | None = None, key_salt: bytes | str | None = None
+    table: pa.Table,
+    config: SplitConfig | None = None,
+    key_salt: bytes | str | None = None,
+    reference: NearDuplicateReference | None = None,
 ) -> tuple[pa.Table, SplitStats]:
     """In-memory convenience: plan and apply on one table."""
-    plan = plan_splits([table], config, key_salt)
+    plan = plan_splits([table], config, key_salt, reference)
     return plan.apply(table), plan.stats

@@ -21,10 +21,13 @@ from .assets import (
     sft_export,
 )
 from .erasure import PairedTracesOutput, register as _register_erasure
+from .near_dup import register as _register_near_dup_erasure
 from .resources import RewardDatasetResource
 
 # GDPR erasure finds reward_dataset and the keyed exports by their metadata; DPO pairs need their own output.
 _register_erasure(EXPORT_DATASETS["dpo"])
+# ...and so does the cross-cell near-duplicate index (signatures keyed by user and trace).
+_register_near_dup_erasure()
 
 SENSORS: list = []
 SCHEDULES: list = []

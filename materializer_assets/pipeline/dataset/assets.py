@@ -43,8 +43,9 @@ from ...lib.lake import CellStream, FixedSplit
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
-from ..partitions import cell_partitions
+from ..partitions import cell_partitions, split_cell_key
 from ..check_results import check_result
+from . import near_dup
 from .resources import RewardDatasetResource
 
 REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"
@@ -149,13 +150,20 @@ def reward_dataset(
     # _erasure/salt) keys split_key and every user hash in metadata.
     ledger = erasure.ledger(parquet_io_manager.lake().root)
     scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
+    split_config = reward_settings.split_config()
+    near = split_config.near_duplicates
+    day, slug = split_cell_key(context.partition_key)
+    lake = parquet_io_manager.lake()
+    # Near duplicates across cells: the signatures every other cell published (near_dup.py).
+    reference, index_metadata = near_dup.load_other_cells(lake, day, slug, near) if near else (None, {})
     builder = RewardDatasetBuilder(
         reward_config,
-        reward_settings.split_config(),
+        split_config,
         RewardLineage(iceberg_snapshot_id=getattr(iceberg_table, "snapshot_id", None)),
         scores=scores,
         # split_key = HMAC(erasure salt, group key): stable across runs, never the raw user id.
         key_salt=ledger.salt,
+        reference=reference,
     )
     # The table only holds consented rows (its own blocking check); deciding again with today's
     # policy keeps a consent bug upstream, or a registry change since, from reaching a training row.
@@ -172,6 +180,7 @@ def reward_dataset(
         describe=lambda: _markdown(
             {
                 **builder.metadata(),
+                **index_metadata,
                 "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
                 "upstream_rows": row_stats.rows_read,
                 "rows_skipped_without_consent": row_stats.rows_without_consent,
@@ -180,6 +189,12 @@ def reward_dataset(
     )
     yield dg.Output(stream)
     published = stream.published
+    if near is not None and builder.split_plan is not None:
+        # This cell's train/test signatures replace its entries in the index, for the cells planned later.
+        near_dup.publish_cell(
+            lake, day, slug, builder.split_plan,
+            published.to_batches(columns=["trace_id", "observation_id", "user_id"]), near,
+        )
 
     def read(columns: list[str]):
         return published.to_batches(columns=columns)

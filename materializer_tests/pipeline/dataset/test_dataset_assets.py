@@ -348,12 +348,17 @@ def test_gdpr_erasure_removes_a_user_from_the_reward_table_and_every_export(tmp_
     victim = users[pairs[0]["rejected_trace_id"]]
     gone = {t for t, u in users.items() if u == victim}
     assert users[pairs[0]["chosen_trace_id"]] != victim
+    # The cross-cell near-duplicate index holds the victim's signatures (keyed by user and trace)...
+    assert gone & {r["trace_id"] for r in _lake_rows(warehouse, "near-dup-index")}
 
     erasure_list.write_text(f"user_id\n{victim}\n")
     result = gdpr_erasure_job.execute_in_process(resources=resources, instance=instance, raise_on_error=False)
     assert result.success
     assert not gone & {r["trace_id"] for r in _iceberg_rows(warehouse)}
     assert not gone & {r["trace_id"] for r in _lake_rows(warehouse, "reward-dataset")}
+    # ...and loses them with the rest.
+    assert not gone & {r["trace_id"] for r in _lake_rows(warehouse, "near-dup-index")}
+    assert {r["user_id"] for r in _lake_rows(warehouse, "near-dup-index")} - {victim}
     for name in ("sft", "kto", "grpo", "router"):
         assert not gone & {r["trace_id"] for r in _lake_rows(warehouse, f"exports/{name}")}, name
     left = _lake_rows(warehouse, "exports/dpo")

@@ -1,0 +1,116 @@
+"""The vectorized MinHash/LSH and the cross-cell near-duplicate rule of the split planner."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, band_hashes, signatures, similarity
+from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig
+from materializer_assets.lib.dataset.splits import SplitConfig, assign_splits, plan_splits
+
+from .builders import table, trace
+from .test_splits import QUESTIONS, UNRELATED, jaccard, splits_of, users
+
+PARAMS = NearDuplicateConfig().lsh_params()
+
+
+def shingles(text: str, k: int = 5) -> set[bytes]:
+    data = text.encode()
+    return {data[i : i + k] for i in range(len(data) - k + 1)}
+
+
+def words(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 8))) for _ in range(n)]
+
+
+def test_signatures_are_deterministic_and_estimate_jaccard():
+    base = words(400, 1)
+    texts = [" ".join(base), " ".join(base[:300] + words(100, 2)), " ".join(words(400, 3)), "", "hey"]
+    sig, has = signatures(texts, PARAMS)
+    again, _ = signatures(list(reversed(texts)), PARAMS)
+    assert (sig == again[::-1]).all() and has.tolist() == [True, True, True, False, True]
+    a, b, c = (shingles(t) for t in texts[:3])
+    assert abs(similarity(sig[0], sig[1]) - len(a & b) / len(a | b)) < 0.12
+    assert similarity(sig[0], sig[2]) < 0.2
+    # a text shorter than the shingle is one shingle: equal only to itself
+    short, _ = signatures(["hey", "hey", "hex"], PARAMS)
+    assert similarity(short[0], short[1]) == 1.0 and similarity(short[0], short[2]) < 0.2
+
+
+def test_lsh_finds_the_near_duplicate_and_ignores_the_unrelated():
+    texts = [" ".join(words(60, i)) for i in range(200)]
+    edited = [t[:-6] + "zzzzzz" for t in texts[:100]] + [" ".join(words(60, 1000 + i)) for i in range(100)]
+    ref_sig, _ = signatures(texts, PARAMS)
+    q_sig, _ = signatures(edited, PARAMS)
+    found = LshIndex(ref_sig, band_hashes(ref_sig, PARAMS), PARAMS).match(q_sig, band_hashes(q_sig, PARAMS), 0.7)
+    assert (found[:100] == np.arange(100)).all()
+    assert (found[100:] == -1).all()
+
+
+def test_a_huge_template_bucket_is_capped_and_still_matches():
+    template = " ".join(words(350, 7))  # ~2 kB shared by every reference row
+    refs = [f"{template} case {i} {' '.join(words(3, 50 + i))}" for i in range(3000)]
+    queries = [f"{template} case {i} {' '.join(words(3, 9000 + i))}" for i in range(500)] + [" ".join(words(300, 5))]
+    params = LshParams(num_perm=PARAMS.num_perm, bands=PARAMS.bands, rows=PARAMS.rows, cap=4)
+    ref_sig, _ = signatures(refs, params)
+    q_sig, _ = signatures(queries, params)
+    index = LshIndex(ref_sig, band_hashes(ref_sig, params), params)
+    assert all(len(members) <= 4 * len(np.unique(keys)) for keys, members in index._buckets)
+    found = index.match(q_sig, band_hashes(q_sig, params), 0.7)
+    assert (found[:500] >= 0).all() and found[500] == -1
+
+
+def _cell(prefix: str, train_users: list[str], test_users: list[str], prompts: list[str], split_for_prompt: str, unrelated: list[str]) -> list:
+    who = train_users if split_for_prompt == "train" else test_users
+    rows = [trace(f"{prefix}-near-{i}", user=who[i], prompt=p) for i, p in enumerate(prompts)]
+    other = test_users if split_for_prompt == "train" else train_users
+    rows += [trace(f"{prefix}-other-{i}", user=other[i], prompt=q) for i, q in enumerate(unrelated)]
+    return rows
+
+
+def test_cross_cell_reference_in_both_orders():
+    config = SplitConfig(test_fraction=0.5)
+    train_users, test_users = users("train", 30, config), users("test", 30, config)
+    pairs = [(q, q.replace("?", " today?").replace(".", " now.")) for q in QUESTIONS]
+    pairs = [(a, b) for a, b in pairs if jaccard(a, b) >= 0.85]
+    originals, edited = [a for a, _ in pairs], [b for _, b in pairs]
+    assert len(pairs) >= 10
+    day_train = table(_cell("a", train_users, test_users, originals, "train", UNRELATED[:2]))
+    day_test = table(_cell("b", train_users[15:], test_users[15:], edited, "test", UNRELATED[2:]))
+
+    # order 1: the train day first, then the test day: the test rows are excluded
+    first = plan_splits([day_train], config)
+    out, stats = assign_splits(day_test, config, reference=first.published)
+    got = splits_of(out)
+    assert all(got[f"b-near-{i}"] == ("excluded", "near_duplicate_of_train") for i in range(len(pairs)))
+    assert stats.excluded_near_duplicate == stats.excluded_near_duplicate_other_cell == len(pairs)
+
+    # order 2: the test day first, then the train day: the late train rows are dropped from training
+    first = plan_splits([day_test], config)
+    assert first.stats.test == len(pairs) and first.stats.train == 2
+    out, stats = assign_splits(day_train, config, reference=first.published)
+    got = splits_of(out)
+    assert all(got[f"a-near-{i}"] == ("excluded", "near_duplicate_of_test") for i in range(len(pairs)))
+    assert stats.excluded_near_duplicate_of_test_other_cell == len(pairs)
+    assert stats.as_metadata()["rows_dropped_from_train_near_duplicate_of_other_cell_test"] == len(pairs)
+    # the unrelated rows keep their hash split
+    assert [got[f"a-other-{i}"] for i in range(2)] == [("test", None)] * 2
+
+
+def test_index_rows_round_trip_and_other_specs_are_ignored():
+    from materializer_assets.lib.dataset.near_duplicate_index import load_reference, with_spec
+
+    config = SplitConfig(test_fraction=0.5)
+    day = table(_cell("a", users("train", 30, config), users("test", 30, config), QUESTIONS, "train", UNRELATED[:2]))
+    plan = plan_splits([day], config)
+    index = with_spec(plan.index_rows(day), config.near_duplicates)
+    assert set(index.column_names) == {"trace_id", "observation_id", "user_id", "split", "signature", "signature_spec"}
+    assert index.num_rows == plan.stats.train + plan.stats.test
+    reference, ignored = load_reference([index], config.near_duplicates)
+    assert ignored == 0 and (reference.train_sig == plan.published.train_sig).all()
+    other = NearDuplicateConfig(seed=2)
+    reference, ignored = load_reference([index], other)
+    assert ignored == index.num_rows and len(reference.train_sig) == 0
