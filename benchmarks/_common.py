@@ -164,6 +164,8 @@ class DataSpec:
 
 def _model_case(models: Sequence[str]) -> str:
     """SQL picking a model for a uniform random ``r_model`` with MODEL_WEIGHTS (cycled)."""
+    if len(models) == 1:
+        return "%(model_0)s"
     weights = [MODEL_WEIGHTS[i % len(MODEL_WEIGHTS)] for i in range(len(models))]
     total, bound, branches = sum(weights), 0.0, []
     for index, weight in enumerate(weights[:-1]):
@@ -560,29 +562,34 @@ def measure(
     child_env = {**os.environ, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), child_env.get("PYTHONPATH", "")]))
     child_env.setdefault("DAGSTER_HOME", str(out_dir / "_dagster_home"))  # never the user's instance
+    try:
+        return measure_command(path, command, child_env)
+    finally:
+        if not keep_output:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def measure_command(label: str, command: Sequence[str], env: dict, cwd: Path | None = None) -> Measurement:
+    """Run ``command`` (a child printing its result after RESULT_PREFIX) and measure its process."""
     # Output goes to files, not pipes: Dagster logs a lot, and a full pipe would block the child.
     with tempfile.TemporaryFile("w+") as stdout_file, tempfile.TemporaryFile("w+") as stderr_file:
         started = time.perf_counter()
-        try:
-            process = subprocess.Popen(command, stdout=stdout_file, stderr=stderr_file, env=child_env, text=True)
-            # wait4: the peak RSS of exactly this child (RUSAGE_CHILDREN would be the max of all so far).
-            _, status, usage = os.wait4(process.pid, 0)
-            elapsed = time.perf_counter() - started
-            process.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            if not keep_output:
-                shutil.rmtree(out_dir, ignore_errors=True)
+        process = subprocess.Popen(command, stdout=stdout_file, stderr=stderr_file, env=env, text=True, cwd=cwd)
+        # wait4: the peak RSS of exactly this child (RUSAGE_CHILDREN would be the max of all so far).
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
         stdout_file.seek(0)
         stderr_file.seek(0)
         stdout, stderr = stdout_file.read(), stderr_file.read()
     if process.returncode != 0:
-        raise RuntimeError(f"{path} failed (exit {process.returncode}):\n{stderr[-4000:]}")
+        raise RuntimeError(f"{label} failed (exit {process.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
     lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if not lines:
-        raise RuntimeError(f"{path} printed no result:\n{stdout[-2000:]}\n{stderr[-2000:]}")
+        raise RuntimeError(f"{label} printed no result:\n{stdout[-2000:]}\n{stderr[-2000:]}")
     result = json.loads(lines[-1][len(RESULT_PREFIX):])
     return Measurement(
-        path=path,
+        path=label,
         seconds=result.pop("seconds"),
         process_seconds=elapsed,
         peak_rss_bytes=usage.ru_maxrss * 1024,  # kilobytes on Linux

@@ -722,9 +722,11 @@ class IcebergTableOutput(ErasableOutput):
         names = table.schema().column_names
         if USER_COLUMN not in names or TRACE_COLUMN not in names:
             return set()
+        from .iceberg import stream_scan
+
         scan = table.scan(row_filter=In(USER_COLUMN, sorted(user_ids)), selected_fields=(TRACE_COLUMN,))
         found: set[str] = set()
-        for batch in scan.to_arrow_batch_reader():
+        for batch in stream_scan(scan):
             found.update(batch.column(TRACE_COLUMN).to_pylist())
         return {t for t in found if t is not None}
 
@@ -736,14 +738,16 @@ class IcebergTableOutput(ErasableOutput):
             return set()
         if not set(REVOCATION_COLUMNS) <= set(table.schema().column_names):
             return set()
+        from .iceberg import stream_scan
+
         scan = table.scan(row_filter=EqualTo("consent", True), selected_fields=REVOCATION_COLUMNS)
         found: set[tuple[str, str]] = set()
-        for batch in scan.to_arrow_batch_reader():
+        for batch in stream_scan(scan):
             found |= _revoked_in(batch, policy)
         return found
 
     def erase(self, targets: ErasureTargets) -> OutputErasure:
-        from .iceberg import _commit_attempts
+        from .iceberg import _commit_attempts, stream_scan
 
         key = self._key()
         result = OutputErasure(self.name, self.kind, key)
@@ -752,7 +756,7 @@ class IcebergTableOutput(ErasableOutput):
         if predicate is None or table.current_snapshot() is None:
             return result
         counts: Counter = Counter()
-        for batch in table.scan(row_filter=predicate, selected_fields=("date", "model_slug")).to_arrow_batch_reader():
+        for batch in stream_scan(table.scan(row_filter=predicate, selected_fields=("date", "model_slug"))):
             for day, slug in zip(batch.column("date").to_pylist(), batch.column("model_slug").to_pylist()):
                 counts[f"{day}|{slug}"] += 1
         if not counts:

@@ -1020,6 +1020,31 @@ def _copy_file(
 # --------------------------------------------------------------------- reading
 
 
+def stream_scan(scan) -> Iterator[pa.RecordBatch]:
+    """The batches of a pyiceberg ``DataScan``, one file after the other, one batch at a time.
+
+    ``scan.to_arrow_batch_reader()`` hands each data file to a thread pool that
+    reads it whole (``list(...)`` per file task) and submits every file at once
+    (apache/iceberg-python#3036), so a 1M-row cell's text would be in memory
+    before its first batch. This walks the same planned tasks through pyiceberg's
+    own per-file reader (projection, schema evolution, deletes and the row
+    filter as pyiceberg applies them), lazily, in this thread. Falls back to
+    the public reader if a pyiceberg release moves those internals.
+    """
+    try:
+        from pyiceberg.io.pyarrow import ArrowScan, _read_all_delete_files
+
+        tasks = list(scan.plan_files())
+        reader = ArrowScan(
+            scan.table_metadata, scan.io, scan.projection(), scan.row_filter, scan.case_sensitive, scan.limit
+        )
+        batches = reader._record_batches_from_scan_tasks_and_deletes(tasks, _read_all_delete_files(scan.io, tasks))
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - another pyiceberg release
+        yield from scan.to_arrow_batch_reader()
+        return
+    yield from batches
+
+
 class IcebergCell:
     """A lazy read of one cell at one snapshot: what downstream assets get.
 
@@ -1054,7 +1079,7 @@ class IcebergCell:
             return
         schema = self.schema
         target = pa.schema([schema.field(c) for c in columns]) if columns is not None else schema
-        for batch in self._scan(columns).to_arrow_batch_reader():
+        for batch in stream_scan(self._scan(columns)):
             if batch.num_rows == 0:
                 continue
             batch = batch.select(target.names)
@@ -1096,7 +1121,7 @@ def count_matching_rows(table: Table, column: str, values: Iterable[str]) -> dic
         return {}
     counts: Counter = Counter()
     scan = table.scan(row_filter=In(column, values), selected_fields=("date", "model_slug", column))
-    for batch in scan.to_arrow_batch_reader():
+    for batch in stream_scan(scan):
         for day, slug in zip(batch.column("date").to_pylist(), batch.column("model_slug").to_pylist()):
             counts[f"{day}|{slug}"] += 1
     return dict(counts)

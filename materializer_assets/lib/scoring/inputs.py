@@ -85,7 +85,9 @@ def scan_batches(upstream: Any, columns: Sequence[str], batch_rows: int = 4096) 
         source = upstream.to_batches(columns=wanted)
     elif hasattr(upstream, "to_arrow_batch_reader"):
         scan = upstream.select(*wanted) if hasattr(upstream, "select") else upstream
-        source = scan.to_arrow_batch_reader()
+        from ..iceberg import stream_scan
+
+        source = stream_scan(scan)
     else:
         raise TypeError(f"cannot stream batches from {type(upstream).__name__}")
     for batch in source:
