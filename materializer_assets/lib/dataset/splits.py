@@ -66,7 +66,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -79,7 +78,7 @@ import numpy as np
 from .lsh import LshIndex, band_hashes
 from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, SignatureStore
 from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, EXCLUDED_NEAR_DUPLICATE_OF_TEST, TEST, TRAIN
-from .text import iter_row_texts
+from .text import split_keys
 
 GROUP_COLUMNS = ("user_id", "session_id")
 FALLBACK_GROUP_COLUMN = "trace_id"
@@ -183,6 +182,14 @@ class SplitStats:
 PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt", "response")
 
 
+def _identity_keys(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+    """The 16-byte (trace_id, observation_id) digest of each row, as a fixed-width bytes array."""
+    trace_ids = batch.column("trace_id").to_pylist()
+    names = batch.schema.names
+    observation_ids = batch.column("observation_id").to_pylist() if "observation_id" in names else [None] * len(trace_ids)
+    return np.array([identity_key(t, o) for t, o in zip(trace_ids, observation_ids)], dtype="S16").reshape(-1)
+
+
 class SplitPlanner:
     """First pass: ``add`` every batch of the cell, then ``finish`` for a :class:`SplitPlan`.
 
@@ -190,6 +197,10 @@ class SplitPlanner:
     pass a secret (the pipeline passes the erasure salt). Without one the
     public split salt keys it, which hides the raw id but not from someone who
     can guess user ids.
+
+    Per row it keeps ~45 bytes in numpy arrays (a million-row cell: ~45 MB, not the
+    ~500 MB of Python objects per-row dicts and lists took), plus per distinct group
+    its key, and per distinct prompt its MinHash signature.
     """
 
     def __init__(
@@ -202,13 +213,13 @@ class SplitPlanner:
         # signatures of the rows other cells published (train and test); see the module doc
         self.reference = reference
         self.key_salt = key_salt if key_salt else self.config.salt
-        self._index: dict[bytes, int] = {}
         self._group_ids: dict[str, int] = {}
-        self._group: list[int] = []
-        self._test: list[bool] = []
-        self._dedup: list[bytes] = []
-        self._timestamp: list[int] = []
-        self._text: list[int] = []
+        self._group_is_test: list[bool] = []
+        self._keys: list[np.ndarray] = []  # S16 identity digests, per batch
+        self._group: list[np.ndarray] = []  # int32 group ids
+        self._dedup: list[np.ndarray] = []  # S16 exact-duplicate digests
+        self._timestamp: list[np.ndarray] = []  # int64
+        self._text: list[np.ndarray] = []  # int64 signature ids (-1: none)
         self._fallback = 0
         self._other_cell_test_hits = 0
         self._hasher = SignatureStore(self.config.near_duplicates) if self.config.near_duplicates else None
@@ -223,86 +234,98 @@ class SplitPlanner:
         if self._finished:
             raise RuntimeError("SplitPlanner.add after finish")
         names = batch.schema.names
+        n = batch.num_rows
         trace_ids = batch.column("trace_id").to_pylist()
-        observation_ids = batch.column("observation_id").to_pylist() if "observation_id" in names else [None] * len(trace_ids)
-        groups = (
-            batch.column(self.config.group_by).to_pylist()
-            if self.config.group_by in names
-            else [None] * len(trace_ids)
-        )
-        timestamps = (
-            pc.cast(batch.column("timestamp"), pa.int64()).to_pylist() if "timestamp" in names else [0] * len(trace_ids)
-        )
-        for i, texts in enumerate(iter_row_texts(batch)):
-            row_key = identity_key(trace_ids[i], observation_ids[i])
-            if row_key in self._index:
-                raise ValueError(
-                    f"row ({trace_ids[i]!r}, {observation_ids[i]!r}) appears twice: splits need unique row ids"
-                )
-            key = group_key(groups[i], trace_ids[i], self.config.group_by)
-            if not key.startswith(self.config.group_by + ":"):
+        groups = batch.column(self.config.group_by).to_pylist() if self.config.group_by in names else [None] * n
+        group_ids = np.empty(n, np.int32)
+        prefix = self.config.group_by + ":"
+        for i, (group_value, trace_id) in enumerate(zip(groups, trace_ids)):
+            key = group_key(group_value, trace_id, self.config.group_by)
+            if not key.startswith(prefix):
                 self._fallback += 1
             group_id = self._group_ids.get(key)
             if group_id is None:
                 group_id = self._group_ids[key] = len(self._group_ids)
-            self._index[row_key] = len(self._group)
-            self._group.append(group_id)
-            self._test.append(group_split(key, self.config) == TEST)
-            self._dedup.append(texts.dedup_key)
-            self._timestamp.append(timestamps[i] if timestamps[i] is not None else 0)
-            self._text.append(self._hasher.add(texts.dialogue_near) if self._hasher is not None else -1)
+                # the split is a function of the group: hashed once per group, not per row
+                self._group_is_test.append(group_split(key, self.config) == TEST)
+            group_ids[i] = group_id
+        if "timestamp" in names:
+            timestamps = np.asarray(pc.fill_null(pc.cast(batch.column("timestamp"), pa.int64()), 0), np.int64)
+        else:
+            timestamps = np.zeros(n, np.int64)
+        dedup_keys, near_texts = split_keys(batch)
+        if self._hasher is not None:
+            text_ids = np.fromiter((self._hasher.add(text) for text in near_texts), np.int64, count=n)
+        else:
+            text_ids = np.full(n, -1, np.int64)
+        self._keys.append(_identity_keys(batch))
+        self._group.append(group_ids)
+        self._dedup.append(np.array(dedup_keys, dtype="S16").reshape(-1))
+        self._timestamp.append(timestamps)
+        self._text.append(text_ids)
+
+    @staticmethod
+    def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
     def finish(self) -> "SplitPlan":
         self._finished = True
-        n = len(self._group)
-        codes = [_TEST if is_test else _TRAIN for is_test in self._test]
-        row_keys = list(self._index)  # insertion order = row order
+        row_keys = self._concat(self._keys, "S16")
+        group = self._concat(self._group, np.int32)
+        dedup = self._concat(self._dedup, "S16")
+        timestamp = self._concat(self._timestamp, np.int64)
+        text = self._concat(self._text, np.int64)
+        self._keys = self._group = self._dedup = self._timestamp = self._text = []
+        n = len(row_keys)
+        order = np.argsort(row_keys, kind="stable")
+        sorted_keys = row_keys[order]
+        if n > 1 and (sorted_keys[1:] == sorted_keys[:-1]).any():
+            raise ValueError("a (trace_id, observation_id) appears twice: splits need unique row ids")
+        is_test = np.asarray(self._group_is_test, bool)[group] if n else np.zeros(0, bool)
+        codes = np.where(is_test, _TEST, _TRAIN).astype(np.int8)
 
-        if self.config.remove_duplicates:
-            by_key: dict[bytes, list[int]] = defaultdict(list)
-            for row, key in enumerate(self._dedup):
-                by_key[key].append(row)
-            for rows in by_key.values():
-                if len(rows) < 2:
-                    continue
-                keep = min(rows, key=lambda r: (self._test[r], self._timestamp[r], row_keys[r]))
-                for row in rows:
-                    if row != keep:
-                        codes[row] = _DUPLICATE
+        if self.config.remove_duplicates and n:
+            # Per duplicate key keep the train copy if any, then the earliest, then the smallest row key.
+            ranked = np.lexsort((row_keys, timestamp, is_test, dedup))
+            first_of_key = np.ones(n, bool)
+            first_of_key[1:] = dedup[ranked][1:] != dedup[ranked][:-1]
+            codes[ranked[~first_of_key]] = _DUPLICATE
 
         published = None
         if self._hasher is not None:
-            published = self._near_duplicates(codes)
+            published = self._near_duplicates(codes, text, group)
             signatures, bands = self._signatures
 
         # Only the salted hash of each group key leaves the planner.
         group_names = [hashed_split_key(key, self.key_salt) for key in self._group_ids]
         stats = SplitStats(rows=n, fallback_rows=self._fallback)
-        counts = Counter(codes)
-        stats.train, stats.test = counts[_TRAIN], counts[_TEST]
-        stats.excluded_duplicate = counts[_DUPLICATE]
-        stats.excluded_near_duplicate = counts[_NEAR_DUPLICATE]
-        stats.excluded_near_duplicate_of_test_other_cell = counts[_NEAR_DUPLICATE_OF_TEST]
+        counts = np.bincount(codes, minlength=5) if n else np.zeros(5, np.int64)
+        stats.train, stats.test = int(counts[_TRAIN]), int(counts[_TEST])
+        stats.excluded_duplicate = int(counts[_DUPLICATE])
+        stats.excluded_near_duplicate = int(counts[_NEAR_DUPLICATE])
+        stats.excluded_near_duplicate_of_test_other_cell = int(counts[_NEAR_DUPLICATE_OF_TEST])
         stats.excluded_near_duplicate_other_cell = self._other_cell_test_hits
-        stats.groups_train = len({self._group[r] for r in range(n) if codes[r] == _TRAIN})
-        stats.groups_test = len({self._group[r] for r in range(n) if codes[r] == _TEST})
+        stats.groups_train = len(np.unique(group[codes == _TRAIN]))
+        stats.groups_test = len(np.unique(group[codes == _TEST]))
         plan = SplitPlan(
             self.config,
-            {row_keys[r]: (codes[r], self._group[r], self._text[r]) for r in range(n)},
+            sorted_keys,
+            codes[order],
+            group[order],
+            text[order],
             group_names,
             stats,
             published,
             signatures if published is not None else None,
             bands if published is not None else None,
         )
-        # Free the first pass's state: the plan keeps only (code, group) per row.
+        # Free the first pass's state.
         self._hasher = None
         self._group_ids = {}
         return plan
 
-
-    def _near_duplicates(self, codes: list[int]) -> np.ndarray:
-        """Exclude near duplicates across splits (in place on ``codes``); return the distinct
+    def _near_duplicates(self, code: np.ndarray, text: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Exclude near duplicates across splits (in place on ``code``); return the distinct
         (text id, group, code) of the kept rows (what :attr:`SplitPlan.published` is made of)."""
         assert self._hasher is not None
         near = self.config.near_duplicates
@@ -310,8 +333,6 @@ class SplitPlanner:
         sig, has = self._hasher.finish()
         bands = band_hashes(sig, params)
         self._signatures = (sig, bands)
-        text = np.asarray(self._text, np.int64)
-        code = np.asarray(codes, np.int8)
         usable = text >= 0
         usable[usable] = has[text[usable]]
         ref = self.reference
@@ -337,24 +358,32 @@ class SplitPlanner:
             position = np.searchsorted(ids, text[rows])
             code[rows[(near_train | near_other)[position]]] = _NEAR_DUPLICATE
             self._other_cell_test_hits = int(np.count_nonzero(near_other[position]))
-        codes[:] = code.tolist()
         # What this cell publishes for later cells: distinct (text, group, split) of kept rows.
         kept = usable & ((code == _TRAIN) | (code == _TEST))
         rows = np.flatnonzero(kept)
-        groups = np.asarray(self._group, np.int64)[rows]
         if len(rows):
-            triples = np.unique(np.stack([text[rows], groups, code[rows].astype(np.int64)], axis=1), axis=0)
+            triples = np.unique(np.stack([text[rows], group[rows].astype(np.int64), code[rows].astype(np.int64)], axis=1), axis=0)
         else:
             triples = np.zeros((0, 3), np.int64)
         return triples
 
+
+_SPLIT_NAMES = pa.array([_CODE_SPLIT[code] for code in range(5)], pa.string())
+_REASON_NAMES = pa.array([_CODE_REASON[code] for code in range(5)], pa.string())
+
+
 class SplitPlan:
-    """Second pass: the split, split key (a salted hash) and exclusion reason of each planned row."""
+    """Second pass: the split, split key (a salted hash) and exclusion reason of each planned row.
+
+    Rows are found by their 16-byte identity digest in a sorted array (binary search)."""
 
     def __init__(
         self,
         config: SplitConfig,
-        rows: dict[bytes, tuple[int, int]],
+        keys: np.ndarray,
+        codes: np.ndarray,
+        groups_of_rows: np.ndarray,
+        texts: np.ndarray,
         groups: list[str],
         stats: SplitStats,
         published: np.ndarray | None = None,
@@ -362,11 +391,14 @@ class SplitPlan:
         bands: np.ndarray | None = None,
     ) -> None:
         self.config = config
+        self._keys = keys  # sorted S16
+        self._codes = codes
+        self._row_groups = groups_of_rows
+        self._texts = texts
         self._signatures = signatures
         self._bands = bands
         self._published = published
-        self._rows = rows
-        self._groups = groups
+        self._groups = pa.array(groups, pa.string())
         self.stats = stats
 
     @property
@@ -381,29 +413,32 @@ class SplitPlan:
         )
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._keys)
+
+    def _positions(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        """``(positions into the plan, found)`` of each row of ``batch``."""
+        keys = _identity_keys(batch)
+        if not len(self._keys):
+            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+        positions = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
+        return positions, self._keys[positions] == keys
 
     def assign(self, batch: pa.RecordBatch | pa.Table) -> dict[str, pa.Array]:
         """``{"split", "split_key", "excluded_reason"}`` for each row of ``batch``.
 
         Raises :class:`SplitPlanMismatch` for a row the plan has not seen.
         """
-        trace_ids = batch.column("trace_id").to_pylist()
-        names = batch.schema.names
-        observation_ids = batch.column("observation_id").to_pylist() if "observation_id" in names else [None] * len(trace_ids)
-        splits, keys, reasons = [], [], []
-        for trace_id, observation_id in zip(trace_ids, observation_ids):
-            entry = self._rows.get(identity_key(trace_id, observation_id))
-            if entry is None:
-                raise SplitPlanMismatch(f"row ({trace_id!r}, {observation_id!r}) was not in the split plan")
-            code, group = entry[0], entry[1]
-            splits.append(_CODE_SPLIT[code])
-            keys.append(self._groups[group])
-            reasons.append(_CODE_REASON[code])
+        positions, found = self._positions(batch)
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            trace_id = batch.column("trace_id")[i].as_py()
+            observation_id = batch.column("observation_id")[i].as_py() if "observation_id" in batch.schema.names else None
+            raise SplitPlanMismatch(f"row ({trace_id!r}, {observation_id!r}) was not in the split plan")
+        codes = pa.array(self._codes[positions].astype(np.int32))
         return {
-            "split": pa.array(splits, pa.string()),
-            "split_key": pa.array(keys, pa.string()),
-            "excluded_reason": pa.array(reasons, pa.string()),
+            "split": _SPLIT_NAMES.take(codes),
+            "split_key": self._groups.take(pa.array(self._row_groups[positions])),
+            "excluded_reason": _REASON_NAMES.take(codes),
         }
 
     def index_rows(self, batch: pa.RecordBatch | pa.Table) -> pa.Table | None:
@@ -415,20 +450,14 @@ class SplitPlan:
             return None
         from .near_duplicate_index import index_table
 
-        trace_ids = batch.column("trace_id").to_pylist()
-        observation_ids = batch.column("observation_id").to_pylist()
-        keep, texts, is_test = [], [], []
-        for i, (trace_id, observation_id) in enumerate(zip(trace_ids, observation_ids)):
-            entry = self._rows.get(identity_key(trace_id, observation_id))
-            if entry is None or entry[0] not in (_TRAIN, _TEST) or entry[2] < 0:
-                continue
-            keep.append(i)
-            texts.append(entry[2])
-            is_test.append(entry[0] == _TEST)
+        positions, found = self._positions(batch)
+        codes = self._codes[positions]
+        texts = self._texts[positions]
+        keep = np.flatnonzero(found & ((codes == _TRAIN) | (codes == _TEST)) & (texts >= 0))
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         table = table.select(["trace_id", "observation_id", "user_id"]).take(pa.array(keep, pa.int64()))
-        ids = np.asarray(texts, np.int64)
-        return index_table(table, np.asarray(is_test, bool), self._signatures[ids], self._bands[ids])
+        ids = texts[keep]
+        return index_table(table, codes[keep] == _TEST, self._signatures[ids], self._bands[ids])
 
     def apply(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the three split columns set (replaced if present)."""

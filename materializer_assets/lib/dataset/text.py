@@ -27,7 +27,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -145,3 +147,139 @@ def iter_row_texts(batch: pa.RecordBatch | pa.Table) -> Iterator[RowTexts]:
         system = "\n".join(m.content for m in conversation if m.role in SYSTEM_ROLES)
         dialogue = "\n".join(m.content for m in conversation if m.role not in SYSTEM_ROLES)
         yield RowTexts(tuple(conversation), response or "", system, dialogue)
+
+
+# ------------------------------------------------------------ the same, a batch at a time
+#
+# What the split planner needs of every row (its dedup key and its near-duplicate
+# dialogue) computed with Arrow kernels over the whole batch. Only ASCII rows take
+# this path: for ASCII text NFKC is the identity, casefold is lower() and Python's
+# \s / \w are the classes below, so the results equal the per-row functions above
+# exactly (a test compares them). Rows with any non-ASCII text keep the per-row path.
+
+# Runs that change: whitespace other than one lone space (every lone space would be a
+# match of "\s+", and RE2's cost is per match: 10× slower on prose).
+_WHITESPACE_TO_COLLAPSE = "[ ]*[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f][\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f ]*|[ ]{2,}"
+# For the near form every run of characters that are neither letters nor digits (punctuation,
+# "_", controls, whitespace) becomes one space; again only the runs that are not a lone space.
+_NON_ALNUM_TO_SPACE = "[ ]*[^0-9A-Za-z ][^0-9A-Za-z]*|[ ]{2,}"
+
+
+def _exact_ascii(text: pa.Array) -> pa.Array:
+    collapsed = pc.replace_substring_regex(pc.ascii_lower(text), pattern=_WHITESPACE_TO_COLLAPSE, replacement=" ")
+    return pc.utf8_trim(collapsed, characters=" ")
+
+
+def _near_ascii(text: pa.Array) -> pa.Array:
+    spaced = pc.replace_substring_regex(pc.ascii_lower(text), pattern=_NON_ALNUM_TO_SPACE, replacement=" ")
+    return pc.utf8_trim(spaced, characters=" ")
+
+
+def _truthy(text: pa.Array) -> pa.Array:
+    return pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
+
+
+def _join_per_row(values: pa.Array, parents: np.ndarray, n: int, separator: str) -> pa.Array:
+    """``separator.join`` of ``values`` grouped by row (``parents`` sorted); "" for rows without values."""
+    counts = np.bincount(parents, minlength=n) if len(parents) else np.zeros(n, np.int64)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    lists = pa.ListArray.from_arrays(pa.array(offsets), values if len(values) else pa.array([], pa.string()))
+    return pc.fill_null(pc.binary_join(lists, separator), "")
+
+
+def _non_ascii_rows(n: int, row_arrays: list[pa.Array], parents: np.ndarray, value_arrays: list[pa.Array]) -> np.ndarray:
+    bad = np.zeros(n, bool)
+    for array in row_arrays:
+        bad |= ~np.asarray(pc.fill_null(pc.string_is_ascii(array), True), bool)
+    for array in value_arrays:
+        flags = ~np.asarray(pc.fill_null(pc.string_is_ascii(array), True), bool)
+        if flags.any():
+            bad[parents[flags]] = True
+    return bad
+
+
+def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[list[bytes], list[str]]:
+    """``(dedup_key, dialogue_near)`` of each row: :attr:`RowTexts.dedup_key` and
+    :attr:`RowTexts.dialogue_near` of :func:`iter_row_texts`, vectorized."""
+    if isinstance(batch, pa.Table):
+        batch = batch.combine_chunks()
+        keys: list[bytes] = []
+        nears: list[str] = []
+        for part in batch.to_batches():
+            part_keys, part_nears = split_keys(part)
+            keys += part_keys
+            nears += part_nears
+        return keys, nears
+    n = batch.num_rows
+    string = pa.string()
+    prompts = _column(batch, "prompt")
+    responses = _column(batch, "response")
+    prompts = prompts.cast(string) if prompts is not None else pa.nulls(n, string)
+    responses = responses.cast(string) if responses is not None else pa.nulls(n, string)
+    messages = _column(batch, "messages")
+    if messages is not None and messages.null_count:
+        messages = pc.if_else(messages.is_valid(), messages, pa.scalar([], messages.type))
+    if messages is not None:
+        values = messages.flatten()
+        parents = np.asarray(pc.list_parent_indices(messages), np.int64)
+        lengths = np.asarray(pc.list_value_length(messages).fill_null(0), np.int64)
+        names = [values.type.field(i).name for i in range(values.type.num_fields)]
+        roles = values.field("role").cast(string)
+        contents = values.field("content").cast(string)
+        tool_calls = values.field("tool_calls").cast(string) if "tool_calls" in names else pa.nulls(len(values), string)
+    else:
+        parents = np.zeros(0, np.int64)
+        lengths = np.zeros(n, np.int64)
+        roles = contents = tool_calls = pa.array([], string)
+    slow = _non_ascii_rows(n, [prompts, responses], parents, [roles, contents, tool_calls])
+
+    roles = pc.ascii_lower(pc.utf8_trim(pc.fill_null(roles, ""), characters=" \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"))
+    # message_text: the content, unless blank; then the tool calls, else whatever the content was
+    content_ok = pc.and_(_truthy(contents), pc.invert(pc.fill_null(pc.utf8_is_space(contents), False)))
+    texts = pc.if_else(
+        content_ok, contents, pc.if_else(_truthy(tool_calls), tool_calls, pc.if_else(_truthy(contents), contents, ""))
+    )
+    # the final assistant turn is the response side
+    ends = np.cumsum(lengths) - 1
+    last = np.zeros(len(parents), bool)
+    has_messages = lengths > 0
+    last[ends[has_messages]] = True
+    final = last & (np.asarray(roles.to_numpy(zero_copy_only=False)) == "assistant") if len(parents) else last
+    popped = np.zeros(n, bool)
+    popped[parents[final]] = True
+    final_text = pa.nulls(n, string)
+    if final.any():
+        positions = np.full(n, -1, np.int64)
+        positions[parents[final]] = np.flatnonzero(final)
+        final_text = texts.take(pa.array(np.where(positions >= 0, positions, 0))).to_numpy(zero_copy_only=False)
+        final_text = pc.if_else(pa.array(popped), pa.array(final_text, string), pa.nulls(n, string))
+    response = pc.fill_null(pc.coalesce(responses, final_text), "")
+
+    kept = ~final
+    kept_parents = parents[kept]
+    kept_roles = roles.filter(pa.array(kept))
+    kept_texts = texts.filter(pa.array(kept))
+    # a row with no message left and a prompt is one user turn
+    conversation_size = np.bincount(kept_parents, minlength=n) if len(kept_parents) else np.zeros(n, np.int64)
+    fallback = (conversation_size == 0) & np.asarray(_truthy(prompts), bool)
+    system = np.isin(np.asarray(kept_roles.to_numpy(zero_copy_only=False), object), list(SYSTEM_ROLES)) if len(kept_parents) else np.zeros(0, bool)
+
+    dialogue = _join_per_row(kept_texts.filter(pa.array(~system)), kept_parents[~system], n, "\n")
+    dialogue = pc.if_else(pa.array(fallback), prompts, dialogue)
+
+    message_keys = pc.binary_join_element_wise(kept_roles, _exact_ascii(kept_texts), "\x1f")
+    joined = _join_per_row(message_keys, kept_parents, n, "\x1e")
+    joined = pc.if_else(pa.array(fallback), pc.binary_join_element_wise("user", _exact_ascii(pc.fill_null(prompts, "")), "\x1f"), joined)
+    has_turns = pa.array((conversation_size > 0) | fallback)
+    tail = pc.binary_join_element_wise("\x1d", _exact_ascii(response), "")
+    whole = pc.if_else(has_turns, pc.binary_join_element_wise(joined, tail, "\x1e"), tail)
+
+    dedup_keys = [digest(text) for text in whole.to_pylist()]
+    near = _near_ascii(dialogue).to_pylist()
+    if slow.any():
+        for i in np.flatnonzero(slow):
+            row = next(iter_row_texts(batch.slice(int(i), 1)))
+            dedup_keys[i] = row.dedup_key
+            near[i] = row.dialogue_near
+    return dedup_keys, near

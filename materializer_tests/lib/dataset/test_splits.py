@@ -291,8 +291,15 @@ def test_a_row_outside_the_plan_is_a_named_error():
 
 def test_repeated_row_ids_are_rejected():
     planner = SplitPlanner()
+    planner.add(table([trace("a"), trace("a", prompt="other")]))
     with pytest.raises(ValueError, match="appears twice"):
-        planner.add(table([trace("a"), trace("a", prompt="other")]))
+        planner.finish()
+    # also when the repeat is in a later batch
+    planner = SplitPlanner()
+    planner.add(table([trace("a")]))
+    planner.add(table([trace("b"), trace("a", prompt="other")]))
+    with pytest.raises(ValueError, match="appears twice"):
+        planner.finish()
 
 
 def test_the_planner_reads_only_ids_and_prompt_texts():
