@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from ..lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS
 from ..lib.dataset.rewards import LABELS, RewardConfig
-from ..lib.dataset.schema import EXCLUDED, PASSTHROUGH_COLUMNS, TEST, TRAIN
+from ..lib.dataset.schema import PASSTHROUGH_COLUMNS
 from ..lib.dataset.summary import UNLABELED
 from ..lib.iceberg import IcebergCell
 from ..lib.scoring.schema import NOT_CONFIGURED, OK
@@ -152,9 +152,9 @@ def score_numbers(published: Any, status_counts: Mapping[str, int], score_column
 
 
 def reward_numbers(published: Any) -> dict[str, Any]:
-    """A reward cell's mean final_reward, the share of rows per label, the mean reward per label
-    and rows per split."""
-    table = _columns(published, ["final_reward", "label", "split"])
+    """A reward cell's mean final_reward, the share of rows per label and the mean reward per label
+    (rows per split are the split plan's own keys)."""
+    table = _columns(published, ["final_reward", "label"])
     if table is None or not table.num_rows:
         return {}
     rows = table.num_rows
@@ -164,21 +164,22 @@ def reward_numbers(published: Any) -> dict[str, Any]:
         chosen = pc.equal(labels, label)
         numbers[f"share_{label}"] = share(pc.sum(chosen).as_py() or 0, rows)
         numbers[f"mean_final_reward_{label}"] = _mean(pc.filter(table.column("final_reward"), chosen))
-    for split in (TRAIN, TEST, EXCLUDED):
-        numbers[f"rows_{split}"] = pc.sum(pc.equal(table.column("split"), split)).as_py() or 0
     return _without_none(numbers)
 
 
 # --------------------------------------------------------------------- column lineage
 
 
-SCORED_TEXT_COLUMNS = ("prompt", "response", "contexts")
+# What each scorer reads of a trace (lib.scoring: the judge's prompt; Ragas's question, answer, contexts).
+SCORED_TEXT_COLUMNS = {"judge": ("prompt", "response"), "ragas": ("prompt", "response", "contexts")}
 SCORE_IDENTITY_COLUMNS = ("trace_id", "observation_id", "content_hash", "date", "model_slug")
 
 
-def score_lineage(traces: str, schema: pa.Schema, score_columns: Iterable[str]) -> dict[str, list[dg.TableColumnDep]]:
-    """A score cell's identity columns come from the traces; each score from the text that was scored."""
-    scored_text = [dg.TableColumnDep(traces, name) for name in SCORED_TEXT_COLUMNS]
+def score_lineage(
+    scorer: str, traces: str, schema: pa.Schema, score_columns: Iterable[str]
+) -> dict[str, list[dg.TableColumnDep]]:
+    """A score cell's identity columns come from the traces; each score from the text the scorer read."""
+    scored_text = [dg.TableColumnDep(traces, name) for name in SCORED_TEXT_COLUMNS[scorer]]
     return {**same_columns(traces, schema, SCORE_IDENTITY_COLUMNS), **{name: scored_text for name in score_columns}}
 
 

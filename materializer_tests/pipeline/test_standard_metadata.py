@@ -32,7 +32,10 @@ from materializer_assets.pipeline.metadata import flat_numbers, reward_lineage, 
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager
 from materializer_assets.resources.iceberg_io import IcebergIOManager
+from materializer_tests.openai_server.fixtures import openai_server_session  # noqa: F401 - the judge and Ragas
 from materializer_tests.pipeline.resources import graph_resources, served_judge, served_ragas
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
 
 ASSETS = ingest.ASSETS + lakehouse.ASSETS + scoring.ASSETS + dataset.ASSETS
 CELLS = [("2026-04-17", "glm-5-32b"), ("2026-04-16", "gpt-4o-mini-2024-07-18")]
@@ -130,6 +133,10 @@ def test_reward_dataset_has_column_lineage_to_the_scores_and_feedback(graph_runs
     assert [(d.asset_key.to_user_string(), d.column_name) for d in lineage["judge_score"]] == [("judge_scores", "judge_score")]
     assert [(d.asset_key.to_user_string(), d.column_name) for d in lineage["ragas_version"]] == [("ragas_scores", "prompt_version")]
     assert [(d.asset_key.to_user_string(), d.column_name) for d in lineage["trace_id"]] == [("iceberg_table", "trace_id")]
+    judge = TableMetadataSet.extract(_materializations(graph_runs["results"][CELLS[0]])["judge_scores"]).column_lineage
+    assert [(d.asset_key.to_user_string(), d.column_name) for d in judge.deps_by_column["judge_score"]] == [
+        ("iceberg_table", "prompt"), ("iceberg_table", "response")
+    ]
     # every column the lineage names is a column of the published table
     schema_names = {c.name for c in TableMetadataSet.extract(metadata).column_schema.columns}
     assert set(lineage) <= schema_names

@@ -59,7 +59,7 @@ def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.Asset
     return [cell_check_spec(name, asset_name, description, blocking) for name, (description, blocking) in specs.items()]
 
 
-def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy, score_columns) -> CellStream:
+def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy, score_columns, name: str) -> CellStream:
     """The cell's score rows as a stream; metadata is described once the stream was written."""
     inputs = InputStats()
     batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs, policy)
@@ -73,7 +73,7 @@ def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPol
             **metadata,
             **score_numbers(stream.published, metadata["status_counts"], score_columns),
             **published_metadata(
-                stream.published, stream_schema, lineage=score_lineage(SCORED_UPSTREAM, stream_schema, score_columns)
+                stream.published, stream_schema, lineage=score_lineage(name, SCORED_UPSTREAM, stream_schema, score_columns)
             ),
         }
 
@@ -105,7 +105,7 @@ def _score_and_check(
     scorer = resource.cell_scorer(day, slug, parquet_io_manager.lake().root)
     if not scorer.configured:
         context.log.warning(unconfigured_warning)
-    stream = _score_cell(traces, scorer, resource, stream_schema, policy, list(vouchers))
+    stream = _score_cell(traces, scorer, resource, stream_schema, policy, list(vouchers), check_prefix)
     yield dg.Output(stream)
     published = stream.published
     yield check_result(f"{check_prefix}_schema_as_declared", base_checks.check_schema(published, stream_schema), True)
