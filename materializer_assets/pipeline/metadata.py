@@ -136,14 +136,18 @@ def _columns(published: Any, columns: list[str]) -> pa.Table | None:
     schema = published.schema
     if not len(schema) or any(name not in schema.names for name in columns):
         return None
-    return pa.Table.from_batches(list(published.to_batches(columns=columns)), schema=pa.schema([schema.field(c) for c in columns]))
+    wanted = pa.schema([schema.field(name) for name in columns])
+    return pa.Table.from_batches(list(published.to_batches(columns=columns)), schema=wanted)
 
 
 def score_numbers(published: Any, status_counts: Mapping[str, int], score_columns: Iterable[str]) -> dict[str, Any]:
     """A score cell's ok share (of the rows a scorer was asked about), its statuses as flat counts,
     and the mean of each score column over the rows that have one."""
     asked = sum(n for status, n in status_counts.items() if status != NOT_CONFIGURED)
-    numbers: dict[str, Any] = {"ok_share": share(status_counts.get(OK, 0), asked), **flat_numbers("rows_status", status_counts)}
+    numbers: dict[str, Any] = {
+        "ok_share": share(status_counts.get(OK, 0), asked),
+        **flat_numbers("rows_status", status_counts),
+    }
     columns = list(score_columns)
     table = _columns(published, columns)
     for name in columns:
