@@ -44,7 +44,9 @@ from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, s
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
 from ..partitions import cell_partitions, split_cell_key
-from ..check_results import check_result
+from ..check_results import cell_check_spec, check_result
+from ..freshness import CELL_FRESHNESS
+from ..metadata import flat_numbers, published_metadata, reward_lineage, reward_numbers, row_count_metadata, same_columns
 from . import near_dup
 from .resources import RewardDatasetResource
 
@@ -127,9 +129,8 @@ def _write_back(reward_cell: Any, reward_spec: str) -> base_checks.CheckOutcome:
     group_name="dataset",
     kinds={"iceberg"},
     metadata={"iceberg_table": REWARD_TABLE},
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="reward_dataset", description=d, blocking=True) for name, d in REWARD_CHECKS.items()
-    ],
+    check_specs=[cell_check_spec(name, "reward_dataset", d) for name, d in REWARD_CHECKS.items()],
+    freshness_policy=CELL_FRESHNESS,
     description="One row per consented trace: ragas_reward, judge_score, feedback, final_reward (weighted; only when "
     "every configured scorer is ok for the row, else null with unlabeled_reason), label, a leakage-safe train/test "
     "split and lineage (trace, Iceberg snapshot, judge "
@@ -184,6 +185,12 @@ def reward_dataset(
                 "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
                 "upstream_rows": row_stats.rows_read,
                 "rows_skipped_without_consent": row_stats.rows_without_consent,
+                **reward_numbers(stream.published),
+                **published_metadata(
+                    stream.published,
+                    REWARD_DATASET_SCHEMA,
+                    lineage=reward_lineage(reward_config, traces="iceberg_table", judge="judge_scores", ragas="ragas_scores"),
+                ),
             }
         ),
     )
@@ -218,11 +225,16 @@ def reward_dataset(
     description="The reward_dataset cell as Parquet in the warehouse lake (reward-dataset/date=D/model=M/).",
 )
 def reward_dataset_parquet(reward_dataset: Any) -> CellStream:
-    return CellStream(
+    schema = reward_dataset.schema
+    stream = CellStream(
         iter(reward_dataset.to_batches()),
-        reward_dataset.schema,
-        describe=lambda: {"iceberg_snapshot_id": reward_dataset.snapshot_id},
+        schema,
+        describe=lambda: {
+            "iceberg_snapshot_id": reward_dataset.snapshot_id,
+            **published_metadata(stream.published, schema, lineage=same_columns("reward_dataset", schema)),
+        },
     )
+    return stream
 
 
 def _route_splits(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
@@ -246,17 +258,20 @@ def _export_stream(reward_cell: Any, build: Callable[..., pa.Table], schema: pa.
             for part in table.to_batches():
                 yield part
 
-    return CellStream(
+    stream = CellStream(
         batches(),
         schema,
         split=_split_files,
         describe=lambda: {
             "rows_by_split": dict(rows),
+            **flat_numbers("rows", {split: rows.get(split, 0) for split in exports.EXPORT_SPLITS}),
             "rows_skipped": dict(skipped),
             "iceberg_snapshot_id": reward_cell.snapshot_id,
             "format_reference": exports.TRL_DATASET_FORMATS_URL,
+            **published_metadata(stream.published, schema),
         },
     )
+    return stream
 
 
 def _export_asset(name: str, build: Callable[..., pa.Table], schema: pa.Schema, description: str):
@@ -310,11 +325,8 @@ DPO_CHECK = "dpo_pairs_valid"
     kinds={"parquet"},
     metadata={"lake_dataset": EXPORT_DATASETS["dpo"]},
     check_specs=[
-        dg.AssetCheckSpec(
-            DPO_CHECK,
-            asset="dpo_export",
-            description="Every pair has chosen ≠ rejected and margin = chosen − rejected ≥ the minimum.",
-            blocking=True,
+        cell_check_spec(
+            DPO_CHECK, "dpo_export", "Every pair has chosen ≠ rejected and margin = chosen − rejected ≥ the minimum."
         )
     ],
     description="TRL DPO (preference: prompt / chosen / rejected, conversational) with a margin column: responses to "
@@ -336,6 +348,7 @@ def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
             "max_pairs_per_prompt": config.max_pairs_per_prompt,
             "iceberg_snapshot_id": reward_dataset.snapshot_id,
             "format_reference": exports.TRL_DATASET_FORMATS_URL,
+            **published_metadata(stream.published, table.schema),
         },
     )
     yield dg.Output(stream)
@@ -357,10 +370,8 @@ EXPORT_ASSETS = [sft_export, dpo_export, kto_export, grpo_export, router_export]
     # the reward checks, every check upstream) skips this step, so nothing is sent.
     deps=[reward_dataset_parquet, *EXPORT_ASSETS],
     check_specs=[
-        dg.AssetCheckSpec(
-            WRITE_BACK_CHECK,
-            asset="langfuse_scores",
-            description="Warns when the opt-in Langfuse write-back of final_reward failed.",
+        cell_check_spec(
+            WRITE_BACK_CHECK, "langfuse_scores", "Warns when the opt-in Langfuse write-back of final_reward failed.", False
         )
     ],
     description="Opt-in (MATERIALIZER_LANGFUSE_WRITE_SCORES): each reward row's final_reward written back to "
@@ -384,6 +395,7 @@ def langfuse_scores(
         "iceberg_snapshot_id": getattr(reward_dataset, "snapshot_id", None),
         **{k: v for k, v in outcome.metadata.items() if k != "langfuse_scores_written"},
     }
+    metadata.update(row_count_metadata(metadata["rows"]))
     yield dg.MaterializeResult(metadata=metadata)
     yield check_result(WRITE_BACK_CHECK, outcome, blocking=False)
 

@@ -25,7 +25,8 @@ from ...lib.stages import (
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, PrivacyResource, TraceSourceResource
 from ..partitions import cell_partitions, split_cell_key
-from ..check_results import check_result
+from ..check_results import cell_check_spec, check_result
+from ..metadata import flat_numbers, published_metadata, share
 
 RAW_REQUIRED = ("trace_id", "timestamp", "date", "model_slug", "content_hash", "source", "extracted_at")
 
@@ -44,10 +45,7 @@ CONSENTED_CHECKS = {
 
 
 def _specs(asset_name: str, specs: dict[str, str], warn: tuple[str, ...] = ()) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=name not in warn)
-        for name, description in specs.items()
-    ]
+    return [cell_check_spec(name, asset_name, description, blocking=name not in warn) for name, description in specs.items()]
 
 
 def _rejection_metadata(rejections: RejectionLog) -> dict:
@@ -56,6 +54,15 @@ def _rejection_metadata(rejections: RejectionLog) -> dict:
         "rejected_by_reason": dict(sorted(rejections.counts.items())),
         "rejected_unattributed_by_reason": dict(sorted(rejections.unattributed.items())),
         "rejected_examples": dg.MetadataValue.json(rejections.examples),
+        **flat_numbers("rows_rejected", rejections.counts + rejections.unattributed),
+    }
+
+
+def _left_out_numbers(stats: ConsentedStats) -> dict:
+    """Rows left out of the consented cell, one plottable key per reason, and the share kept."""
+    return {
+        **flat_numbers("rows_dropped", stats.as_metadata()["rows_dropped"]),
+        **({"consented_share": share(stats.consented, stats.rows_in)} if stats.rows_in else {}),
     }
 
 
@@ -89,7 +96,9 @@ def raw_traces(
             "source": reader.description,
             "consent_registry": policy.location,
             **stats.as_metadata(),
+            **flat_numbers("rows_consent", stats.as_metadata()["rows_by_consent"]),
             **_rejection_metadata(cell.rejections),
+            **published_metadata(stream.published, NORMALIZED_SCHEMA),
         },
     )
     try:
@@ -144,6 +153,8 @@ def consented_parquet(
             "consent_registry": policy.location,
             "redaction_engine": privacy.engine if privacy.redact else "off",
             **stats.as_metadata(),
+            **_left_out_numbers(stats),
+            **published_metadata(stream.published, NORMALIZED_SCHEMA),
         },
     )
     yield dg.Output(stream)

@@ -15,7 +15,9 @@ from ...lib import checks
 from ...lib.iceberg import DEFAULT_TABLE, ParquetCellFiles
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
 from ..partitions import cell_partitions
-from ..check_results import check_result
+from ..check_results import cell_check_spec, check_result
+from ..freshness import CELL_FRESHNESS
+from ..metadata import published_metadata, same_columns
 
 # Read at import, like the partitions' start date: asset metadata is static.
 ICEBERG_TABLE = os.environ.get("MATERIALIZER_ICEBERG_TABLE", "").strip() or DEFAULT_TABLE
@@ -34,10 +36,8 @@ ICEBERG_CHECKS = {
     group_name="lakehouse",
     kinds={"iceberg"},
     metadata={"iceberg_table": ICEBERG_TABLE},
-    check_specs=[
-        dg.AssetCheckSpec(name, asset="iceberg_table", description=description, blocking=True)
-        for name, description in ICEBERG_CHECKS.items()
-    ],
+    check_specs=[cell_check_spec(name, "iceberg_table", description) for name, description in ICEBERG_CHECKS.items()],
+    freshness_policy=CELL_FRESHNESS,
     description=f"The consented cell as that (date, model_slug) partition of the Iceberg table {ICEBERG_TABLE}; "
     "re-materializing replaces exactly the cell.",
 )
@@ -49,7 +49,11 @@ def iceberg_table(context: dg.AssetExecutionContext, consented_parquet: ds.Datas
         list(consented_parquet.files),
         consented_parquet.filesystem,
         schema,
-        describe=lambda: {"source_rows": source_rows, "source_files": len(consented_parquet.files)},
+        describe=lambda: {
+            "source_rows": source_rows,
+            "source_files": len(consented_parquet.files),
+            **published_metadata(files.published, schema, lineage=same_columns("consented_parquet", schema)),
+        },
     )
     yield dg.Output(files)
     published = files.published

@@ -29,7 +29,8 @@ from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
 from ...resources.scoring import JudgeResource, RagasResource
 from ..partitions import cell_partitions, split_cell_key
-from ..check_results import check_result
+from ..check_results import cell_check_spec, check_result
+from ..metadata import published_metadata, score_lineage, score_numbers
 
 # The asset both scorers read. Today the consented Parquet cell; switching to
 # the Iceberg table is this one line (its IO manager hands over a lazy scan,
@@ -55,26 +56,29 @@ RAGAS_CHECKS = {
 
 
 def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(name, asset=asset_name, description=description, blocking=blocking)
-        for name, (description, blocking) in specs.items()
-    ]
+    return [cell_check_spec(name, asset_name, description, blocking) for name, (description, blocking) in specs.items()]
 
 
-def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy) -> CellStream:
+def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy, score_columns, name: str) -> CellStream:
     """The cell's score rows as a stream; metadata is described once the stream was written."""
     inputs = InputStats()
     batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs, policy)
-    return CellStream(
-        score_stream(scorer, batches, chunk_rows=resource.chunk_size()),
-        stream_schema,
-        describe=lambda: {
+
+    def describe() -> dict:
+        metadata = scorer.metadata()
+        return {
             "upstream": SCORED_UPSTREAM,
             "upstream_rows": inputs.rows_read,
             "rows_skipped_without_consent": inputs.rows_without_consent,
-            **scorer.metadata(),
-        },
-    )
+            **metadata,
+            **score_numbers(stream.published, metadata["status_counts"], score_columns),
+            **published_metadata(
+                stream.published, stream_schema, lineage=score_lineage(name, SCORED_UPSTREAM, stream_schema, score_columns)
+            ),
+        }
+
+    stream = CellStream(score_stream(scorer, batches, chunk_rows=resource.chunk_size()), stream_schema, describe=describe)
+    return stream
 
 
 def _consented_ids(traces: Any, policy: ConsentPolicy):
@@ -101,7 +105,7 @@ def _score_and_check(
     scorer = resource.cell_scorer(day, slug, parquet_io_manager.lake().root)
     if not scorer.configured:
         context.log.warning(unconfigured_warning)
-    stream = _score_cell(traces, scorer, resource, stream_schema, policy)
+    stream = _score_cell(traces, scorer, resource, stream_schema, policy, list(vouchers), check_prefix)
     yield dg.Output(stream)
     published = stream.published
     yield check_result(f"{check_prefix}_schema_as_declared", base_checks.check_schema(published, stream_schema), True)
