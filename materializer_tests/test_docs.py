@@ -81,6 +81,10 @@ def _page(path: Path) -> Page:
     return Page(path, _parser().parse(path.read_text(encoding="utf-8")))
 
 
+def _page_from_text(text: str, path: Path = DOCS / "example.md") -> Page:
+    return Page(path, _parser().parse(text))
+
+
 def _links(page: Page) -> list[tuple[int, str]]:
     """(line, target) of every link and image of the page."""
     found = []
@@ -183,20 +187,39 @@ def test_the_readme_fits_on_a_screen_and_links_every_docs_page():
     assert not unlinked, f"docs pages the README does not link: {unlinked}"
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda page: page.name)
-def test_every_relative_link_resolves(page: Page):
+def broken_links(page: Page, root: Path = REPO) -> list[str]:
+    """Relative links of the page whose file, or whose heading in a Markdown file, does not exist."""
     broken = []
     for line, target in _links(page):
         if not _is_relative(target):
             continue
         path, anchor = _resolve(page, target)
-        if REPO not in path.parents and path != REPO:
-            broken.append(f"{page.name}:{line}: {target} points outside the repository")
+        where = f"{page.path.relative_to(root).as_posix()}:{line}: {target}"
+        if root not in path.parents and path != root:
+            broken.append(f"{where}: points outside the repository")
         elif not path.exists():
-            broken.append(f"{page.name}:{line}: {target}: no such file")
+            broken.append(f"{where}: no such file")
         elif anchor and path.suffix == ".md" and anchor not in heading_ids(_page(path)):
-            broken.append(f"{page.name}:{line}: {target}: no heading #{anchor} in {path.relative_to(REPO)}")
+            broken.append(f"{where}: no heading #{anchor} in {path.relative_to(root).as_posix()}")
+    return broken
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda page: page.name)
+def test_every_relative_link_resolves(page: Page):
+    broken = broken_links(page)
     assert not broken, "\n".join(broken)
+
+
+def test_the_link_check_finds_missing_files_headings_and_escapes(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "other.md").write_text("# Other page\n\n## A `code` heading\n")
+    page_path = tmp_path / "docs" / "page.md"
+    page_path.write_text(
+        "# Page\n\n[ok](other.md) [ok](other.md#a-code-heading) [ok](#page) [ok](https://example.com/x#y)\n"
+        "[gone](missing.md) [no heading](other.md#nothing) [here](#nowhere) [out](../../etc/passwd)\n"
+    )
+    broken = broken_links(_page(page_path), root=tmp_path)
+    assert [entry.split(": ")[1] for entry in broken] == ["missing.md", "other.md#nothing", "#nowhere", "../../etc/passwd"]
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: page.name)
@@ -248,7 +271,7 @@ class DocsRun:
 
     def _environment(self) -> dict[str, str]:
         bin_dir = self.scratch / "bin"
-        bin_dir.mkdir()
+        bin_dir.mkdir(parents=True)
         for name in ("python", "python3"):  # the interpreter running the tests, whatever PATH says
             wrapper = bin_dir / name
             wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
@@ -304,6 +327,59 @@ class DocsRun:
         if returncode == -1:
             output += f"\n[timed out after {BLOCK_TIMEOUT_SECONDS} s]"
         return Outcome(returncode, output, time.monotonic() - started)
+
+
+def test_the_block_parser_reads_the_convention():
+    page = _page_from_text(
+        "```bash {skip: needs a Kubernetes cluster}\nkubectl get pods\n```\n\n"
+        "```bash\necho hi\n```\n\n"
+        "```\nno language\n```\n\n"
+        "Text.\n\n    indented command\n\n"
+        "```bash {run: now}\necho x\n```\n\n"
+        "```bash {skip:   }\necho y\n```\n\n"
+        "```text\noutput\n```\n"
+    )
+    blocks = code_blocks(page)
+    assert [(b.line, b.language, b.skip, b.runnable) for b in blocks] == [
+        (1, "bash", "needs a Kubernetes cluster", False),
+        (5, "bash", None, True),
+        (9, "", None, False),
+        (15, "", None, False),
+        (17, "bash", None, False),
+        (21, "bash", None, False),
+        (25, "text", None, False),
+    ]
+    assert [bool(b.problem) for b in blocks] == [False, False, True, True, True, True, False]
+
+
+def test_console_blocks_run_their_prompt_lines_only():
+    assert console_commands("$ echo a \\\n  b\nan output line\n$ echo c\n") == "echo a \\\n  b\necho c\n"
+
+
+def test_github_heading_ids():
+    page = _page_from_text("# The Iceberg table (`iceberg_table`)\n\n## GDPR erasure: the `gdpr_erasure` job\n\n## In Dagster's UI\n\n## In Dagster's UI\n")
+    assert heading_ids(page) == {
+        "the-iceberg-table-iceberg_table", "gdpr-erasure-the-gdpr_erasure-job", "in-dagsters-ui", "in-dagsters-ui-1",
+    }
+
+
+def test_a_block_keeps_its_exports_and_its_background_processes_end_with_it(tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    pid_file = workdir / "sleeper.pid"
+    block = Block("docs/example.md", 1, "bash", None, None, f"sleep 300 &\necho $! > {pid_file}\nexport GREETING=hello\ntest \"$GREETING\" = hello\n")
+    later = Block("docs/example.md", 9, "bash", None, None, 'test -z "${GREETING:-}"\n')
+    failing = Block("docs/example.md", 12, "bash", None, None, "false\necho not reached\n")
+    run = DocsRun(workdir, tmp_path / "scratch", [block, later, failing])
+    assert run.outcome(block).returncode == 0
+    sleeper = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # SIGTERM was sent when the block ended; give the process a moment to go
+            os.kill(sleeper, 0)
+            time.sleep(0.1)
+    assert run.outcome(later).returncode == 0  # an export does not leak into the next block
+    outcome = run.outcome(failing)
+    assert outcome.returncode != 0 and "not reached" not in outcome.output
 
 
 @pytest.fixture(scope="module")
