@@ -1,8 +1,10 @@
-"""The README's quick start, as a user runs it: the bundled sample, the bundled test judge, default
-thresholds, then every export of every cell loaded with `datasets` the way the README shows.
+"""The quick start with the bundled test judge (docs/quickstart.md), as a user runs it: the bundled
+sample, the bundled test judge, default thresholds, then every export of every cell loaded with
+`datasets` the way docs/quickstart.md and docs/dataset-and-exports.md show.
 
 `materializer run` is a subprocess on a fresh folder; the judge is the OpenAI test server
-(`python -m materializer_tests.openai_server` in the README, a thread here). TRL itself is not a
+(`python -m materializer_tests.openai_server` in docs/quickstart.md, a thread here; the docs test,
+test_docs.py, runs the page's own commands). TRL itself is not a
 dependency: `scripts/check_exports_with_trl.py` runs its chat templates and trainers on these
 files in a venv of its own. Here every row is checked against the key sets TRL 1.16 accepts.
 """
@@ -63,13 +65,13 @@ def test_the_quick_start_gives_sft_dpo_and_kto_rows_with_default_thresholds(quic
     cell = warehouse / "exports" / "dpo" / f"date={DAY}" / "model=glm-5-32b"
     rows = json.loads((cell / "_manifest.json").read_text())["rows_by_subpath"]
     assert rows["train"] >= 1 and rows["test"] >= 1  # a pair in each split
-    # The README shows this very line: it must not drift from what the quick start prints.
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert line.rstrip() in readme.splitlines(), line
+    # docs/quickstart.md shows this very line: it must not drift from what the quick start prints.
+    page = (Path(__file__).resolve().parents[1] / "docs" / "quickstart.md").read_text()
+    assert line.rstrip() in page.splitlines(), line
 
 
 @pytest.mark.parametrize("name", EXPORTS)
-def test_every_export_of_every_cell_loads_with_datasets_as_the_readme_shows(quickstart, name, tmp_path):
+def test_every_export_of_every_cell_loads_with_datasets_as_the_docs_show(quickstart, name, tmp_path):
     datasets = pytest.importorskip("datasets")
     warehouse, _ = quickstart
     cells = _cells(warehouse, name)
@@ -80,7 +82,7 @@ def test_every_export_of_every_cell_loads_with_datasets_as_the_readme_shows(quic
         patterns = {split: str(cell / split / "*.parquet") for split in ("train", "test")}
         assert all(list((cell / split).glob("*.parquet")) for split in ("train", "test")), cell
         manifest = json.loads((cell / "_manifest.json").read_text())
-        # The README's way: only the splits with rows (datasets refuses to build an empty split).
+        # The docs' way: only the splits with rows (datasets refuses to build an empty split).
         files = data_files(str(cell))
         assert set(files) == {split for split, n in manifest["rows_by_subpath"].items() if n}
         if not files:

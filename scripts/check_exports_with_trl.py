@@ -6,7 +6,7 @@ it in a scratch virtualenv outside the repository, on a warehouse the quick star
 
     python3 -m venv /tmp/trlvenv
     /tmp/trlvenv/bin/pip install torch==2.13.0 trl datasets        # the CPU wheel on a machine without CUDA
-    # the quick start (README): the bundled sample scored by the bundled test judge
+    # the quick start (docs/quickstart.md): the bundled sample scored by the bundled test judge
     python -m materializer_tests.openai_server --port 8765 &
     MATERIALIZER_JUDGE_BASE_URL=http://127.0.0.1:8765/v1 MATERIALIZER_JUDGE_MODEL=test-judge \\
         MATERIALIZER_RAGAS_EMBEDDINGS_MODEL=test-embedder materializer run --date 2026-04-18
@@ -17,7 +17,7 @@ What it does, offline (no hub download):
 1. builds a tiny random model and tokenizer locally: a byte-level BPE trained on the exports'
    own text, the Qwen2.5 chat template TRL ships (it renders ``tools``, ``tool_calls`` and tool
    messages), and a 2-layer ``LlamaConfig`` model;
-2. loads every export cell with ``datasets`` (only the splits that have rows, as the README
+2. loads every export cell with ``datasets`` (only the splits that have rows, as docs/quickstart.md
    shows) and runs ``trl.data_utils.maybe_apply_chat_template`` on every row, with the row's
    ``tools``; as a control, a row with an extra ``label`` (what SFT rows carried before) must
    still be refused, so the check means something;
