@@ -1021,28 +1021,60 @@ def _copy_file(
 
 
 def stream_scan(scan) -> Iterator[pa.RecordBatch]:
-    """The batches of a pyiceberg ``DataScan``, one file after the other, one batch at a time.
+    """The batches of a pyiceberg ``DataScan``, one file after the other, one row group at a time.
 
     ``scan.to_arrow_batch_reader()`` hands each data file to a thread pool that
     reads it whole (``list(...)`` per file task) and submits every file at once
     (apache/iceberg-python#3036), so a 1M-row cell's text would be in memory
-    before its first batch. This walks the same planned tasks through pyiceberg's
-    own per-file reader (projection, schema evolution, deletes and the row
-    filter as pyiceberg applies them), lazily, in this thread. Falls back to
-    the public reader if a pyiceberg release moves those internals.
+    before its first batch; and its per-file scanner reads 16 batches ahead.
+    Here a Parquet task the filter selects whole (its residual is always-true, as
+    for the cell filter on the identity-partitioned ``date`` / ``model_slug``) and
+    without delete files is read one row group at a time with the projected
+    columns (absent ones, from files written before a column was added, as
+    nulls); any other task goes through pyiceberg's own per-file reader (deletes,
+    residual filter, projection by field id), lazily, in this thread. Falls back
+    to the public reader if a pyiceberg release moves those internals.
     """
     try:
-        from pyiceberg.io.pyarrow import ArrowScan, _read_all_delete_files
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan, _read_all_delete_files, schema_to_pyarrow
+        from pyiceberg.manifest import FileFormat
 
         tasks = list(scan.plan_files())
-        reader = ArrowScan(
-            scan.table_metadata, scan.io, scan.projection(), scan.row_filter, scan.case_sensitive, scan.limit
-        )
-        batches = reader._record_batches_from_scan_tasks_and_deletes(tasks, _read_all_delete_files(scan.io, tasks))
+        projected = scan.projection()
+        target = schema_to_pyarrow(projected, include_field_ids=False)
+        reader = ArrowScan(scan.table_metadata, scan.io, projected, scan.row_filter, scan.case_sensitive, scan.limit)
+        deletes = _read_all_delete_files(scan.io, tasks)
     except (ImportError, AttributeError, TypeError):  # pragma: no cover - another pyiceberg release
         yield from scan.to_arrow_batch_reader()
         return
-    yield from batches
+    for task in tasks:
+        whole = not task.delete_files and task.residual == AlwaysTrue() and task.file.file_format == FileFormat.PARQUET
+        if whole and scan.limit is None:
+            yield from _row_groups(scan.io, task.file.file_path, target)
+        else:
+            yield from reader._record_batches_from_scan_tasks_and_deletes([task], deletes)
+
+
+def _row_groups(io, path: str, target: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """``path``'s rows with ``target``'s columns, one decoded row group at a time."""
+    import pyarrow.parquet as pq
+
+    with io.new_input(path).open() as stream:
+        parquet = pq.ParquetFile(stream)
+        present = set(parquet.schema_arrow.names)
+        columns = [name for name in target.names if name in present]
+        for index in range(parquet.num_row_groups):
+            group = parquet.read_row_group(index, columns=columns)
+            if not group.num_rows:
+                continue
+            # The file's own types (as pyiceberg's reader keeps them: no string → large_string copy).
+            arrays = [
+                group.column(field.name) if field.name in present else pa.nulls(group.num_rows, field.type)
+                for field in target
+            ]
+            schema = pa.schema([field.with_type(array.type) for field, array in zip(target, arrays)])
+            yield from pa.Table.from_arrays(arrays, schema=schema).combine_chunks().to_batches()
 
 
 class IcebergCell:

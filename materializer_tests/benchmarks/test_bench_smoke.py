@@ -76,3 +76,23 @@ def test_scale_bench_prints_time_and_rss_per_size_and_the_rss_ratio(pg_admin_url
     assert set(sizes) == {1000, 2000}
     assert all(seconds > 0 and rss_mb > 0 for seconds, rss_mb in sizes.values())
     assert re.search(r"2,000 vs 1,000 rows: 2\.0× the rows took [\d.]+× the time; peak RSS ratio [\d.]+", output)
+
+
+def test_graph_bench_prints_every_asset_the_ratio_and_the_targets(pg_admin_url):
+    pytest.importorskip("pandas")
+    pytest.importorskip("sqlalchemy")
+    output = _run(
+        "graph_bench.py", pg_admin_url, "--sizes", "300,600", "--judge-sizes", "300", "--judge-latency", "0",
+        "--template-share", "0.9",
+    )
+    assert "90% of prompts on one" in output
+    for label in ("graph", "graph+judge"):
+        match = re.search(rf"  {re.escape(label)}: ([\d.]+) s = ([\d.]+)× the baseline", output)
+        assert match and float(match.group(1)) > 0 and float(match.group(2)) > 0, output
+        steps = re.search(rf"  {re.escape(label)} per asset \(s, summed over cells\): (.*)", output).group(1)
+        # every asset of the graph ran (the consent reconciliation too)
+        for asset in ("raw_traces", "consented_parquet", "iceberg_table", "judge_scores", "ragas_scores",
+                      "reward_dataset", "sft_export", "dpo_export", "kto_export", "grpo_export", "router_export"):
+            assert f"{asset} " in steps, (asset, steps)
+    assert re.search(r"300 rows: whole graph [\d.]+× the pandas extraction", output)
+    assert re.search(r"peak RSS graph: [\d,]+ MB at 300, [\d,]+ MB at 600; largest/smallest [\d.]+", output)

@@ -71,6 +71,7 @@ class LshParams:
             raise ValueError("cap must be positive")
 
 
+_BAND_CHUNK_ROWS = 1 << 14
 _CHUNK_BYTES = 1 << 19  # work in pieces that stay in cache (3× faster per byte than 16 MB pieces)
 
 
@@ -151,12 +152,15 @@ def band_hashes(sig: np.ndarray, params: LshParams) -> np.ndarray:
     """uint64 [n, bands]: one hash per band of each signature (the band index is mixed in)."""
     n = sig.shape[0]
     out = np.empty((n, params.bands), np.uint64)
-    values = sig.astype(np.uint64)
-    for band in range(params.bands):
-        h = np.full(n, _mix(np.full(1, band + 1, np.uint64) * _GOLDEN)[0], np.uint64)
-        for col in range(band * params.rows, (band + 1) * params.rows):
-            h = _mix(h ^ values[:, col])
-        out[:, band] = h
+    # In row chunks: a uint64 copy of all signatures would double a million-row cell's.
+    for start in range(0, n, _BAND_CHUNK_ROWS):
+        values = sig[start : start + _BAND_CHUNK_ROWS].astype(np.uint64)
+        rows = len(values)
+        for band in range(params.bands):
+            h = np.full(rows, _mix(np.full(1, band + 1, np.uint64) * _GOLDEN)[0], np.uint64)
+            for col in range(band * params.rows, (band + 1) * params.rows):
+                h = _mix(h ^ values[:, col])
+            out[start : start + rows, band] = h
     return out
 
 
