@@ -39,7 +39,7 @@ from .http import EndpointStats, percentile
 from .inputs import TraceInput, trace_inputs
 from .judge import JudgeClient, JudgeOutcome
 from .prompt import JudgePrompt
-from .ragas_metrics import DEFAULT_WEIGHTS, RagasOutcome, RagasScorer
+from .ragas_metrics import DEFAULT_WEIGHTS, RagasOutcome, RagasScorer, not_configured_outcome
 from .schema import (
     ERROR,
     JUDGE_SCORES_SCHEMA,
@@ -91,11 +91,11 @@ class CellStats:
     histogram: list = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
     null_scores: int = 0
 
-    def add_score(self, score: float | None) -> None:
+    def add_score(self, score: float | None, rows: int = 1) -> None:
         if score is None:
-            self.null_scores += 1
+            self.null_scores += rows
         else:
-            self.histogram[min(HISTOGRAM_BINS - 1, int(score * HISTOGRAM_BINS))] += 1
+            self.histogram[min(HISTOGRAM_BINS - 1, int(score * HISTOGRAM_BINS))] += rows
 
     def histogram_metadata(self) -> dict:
         bins = {f"{i / HISTOGRAM_BINS:.1f}-{(i + 1) / HISTOGRAM_BINS:.1f}": n for i, n in enumerate(self.histogram)}
@@ -122,11 +122,33 @@ def endpoint_metadata(stats: Iterable[EndpointStats]) -> dict:
 class CellScorer(Protocol):
     stats: CellStats
 
+    @property
+    def configured(self) -> bool: ...
+
     async def score_chunk(self, rows: list[TraceInput]) -> pa.RecordBatch: ...
+
+    def unconfigured_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch: ...
 
     def finish(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+IDENTITY_COLUMNS = ("trace_id", "observation_id", "content_hash", "date", "model_slug")
+
+
+def _same_rows(batch: pa.RecordBatch, values: dict, schema: pa.Schema) -> pa.RecordBatch:
+    """Score rows that differ only by their identity, built a column at a time."""
+    n = batch.num_rows
+    arrays = []
+    for column in schema:
+        if column.name in IDENTITY_COLUMNS:
+            arrays.append(batch.column(column.name).cast(column.type))
+        elif values.get(column.name) is None:
+            arrays.append(pa.nulls(n, column.type))
+        else:
+            arrays.append(pa.array([values[column.name]] * n, column.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 class JudgeCellScorer:
@@ -221,6 +243,19 @@ class JudgeCellScorer:
             votes[i][j] = outcome
         return pa.RecordBatch.from_pylist([self._row(row, v) for row, v in zip(rows, votes)], schema=JUDGE_SCORES_SCHEMA)
 
+    def _unconfigured(self, rows: int) -> dict:
+        """Counts ``rows`` rows that no judge could score; their score values."""
+        self.stats.rows += rows
+        self.stats.statuses[NOT_CONFIGURED] += rows
+        self.stats.add_score(None, rows)
+        return {"status": NOT_CONFIGURED, "judge_count": 0, "judge_ok": 0, "judges": [],
+                "error": "no judge endpoint configured", "attempts": 0}
+
+    def unconfigured_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The score rows of ``batch`` when no judge is configured: nothing to ask, so no per-row work."""
+        values = {"prompt_version": self.prompt_version, **self._unconfigured(batch.num_rows)}
+        return _same_rows(batch, values, JUDGE_SCORES_SCHEMA)
+
     def _row(self, row: TraceInput, votes: list[JudgeOutcome]) -> dict:
         base = {
             "trace_id": row.trace_id,
@@ -230,12 +265,9 @@ class JudgeCellScorer:
             "model_slug": row.model_slug,
             "prompt_version": self.prompt_version,
         }
-        self.stats.rows += 1
         if not votes:
-            self.stats.statuses[NOT_CONFIGURED] += 1
-            self.stats.add_score(None)
-            return {**base, "status": NOT_CONFIGURED, "judge_count": 0, "judge_ok": 0, "judges": [],
-                    "error": "no judge endpoint configured", "attempts": 0}
+            return {**base, **self._unconfigured(1)}
+        self.stats.rows += 1
         verdict = aggregate([(v.score, v.status) for v in votes], self.aggregate_method, self.quorum)
         self.alpha.add([v.score if v.status == OK else None for v in votes])
         self.stats.statuses[verdict.status] += 1
@@ -386,21 +418,31 @@ class RagasCellScorer:
         outcomes = await asyncio.gather(*(self._score(row) for row in rows))
         return pa.RecordBatch.from_pylist([self._row(r, o) for r, o in zip(rows, outcomes)], schema=RAGAS_SCORES_SCHEMA)
 
-    def _row(self, row: TraceInput, outcome: RagasOutcome) -> dict:
-        llm_model, embeddings_model = self.scorer.model_names
-        reward = outcome.reward(self.weights)
-        status = outcome.status
-        self.stats.rows += 1
-        self.stats.statuses[status] += 1
-        self.stats.add_score(reward)
+    def _count(self, outcome: RagasOutcome, reward: float | None, rows: int = 1) -> None:
+        self.stats.rows += rows
+        self.stats.statuses[outcome.status] += rows
+        self.stats.add_score(reward, rows)
         for name, metric in outcome.metrics.items():
-            self.stats.metric_statuses[name][metric.status] += 1
+            self.stats.metric_statuses[name][metric.status] += rows
+
+    def unconfigured_batch(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The score rows of ``batch`` when no Ragas endpoint is configured: one outcome for all."""
+        outcome = not_configured_outcome()
+        reward = outcome.reward(self.weights)
+        self._count(outcome, reward, batch.num_rows)
+        return _same_rows(batch, self._values(None, outcome, reward), RAGAS_SCORES_SCHEMA)
+
+    def _row(self, row: TraceInput, outcome: RagasOutcome) -> dict:
+        reward = outcome.reward(self.weights)
+        self._count(outcome, reward)
+        return self._values(row, outcome, reward)
+
+    def _values(self, row: TraceInput | None, outcome: RagasOutcome, reward: float | None) -> dict:
+        llm_model, embeddings_model = self.scorer.model_names
+        status = outcome.status
+        identity = {name: getattr(row, name) for name in IDENTITY_COLUMNS} if row is not None else {}
         return {
-            "trace_id": row.trace_id,
-            "observation_id": row.observation_id,
-            "content_hash": row.content_hash,
-            "date": row.date,
-            "model_slug": row.model_slug,
+            **identity,
             **{name: outcome.metrics[name].value for name in RAGAS_METRICS},
             **{f"{name}_status": outcome.metrics[name].status for name in RAGAS_METRICS},
             "ragas_reward": reward,
@@ -465,6 +507,11 @@ def score_stream(
     loop = asyncio.new_event_loop()
     pending: deque = deque()
     try:
+        if not scorer.configured:  # nothing to ask: every row's outcome is the same
+            for batch in batches:
+                if batch.num_rows:
+                    yield scorer.unconfigured_batch(batch)
+            return
         for chunk in chunk_inputs(batches, chunk_rows):
             pending.append(loop.create_task(scorer.score_chunk(chunk)))
             while len(pending) > prefetch:

@@ -1,5 +1,7 @@
 """Scoring cells end to end in lib: inputs, streaming, cache, committee — against the real server."""
 
+import asyncio
+
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
@@ -412,3 +414,18 @@ def test_rows_the_policy_refuses_since_the_upstream_was_written_are_never_scored
     kept = list(consented_only(scan_batches(pa.Table.from_batches([batch]), INPUT_COLUMNS), stats, policy))
     assert sorted(t for b in kept for t in b.column("trace_id").to_pylist()) == ["k-0", "k-1"]
     assert (stats.rows_read, stats.rows_without_consent) == (6, 4)
+
+
+@pytest.mark.parametrize("kind", ["judge", "ragas"])
+def test_an_unconfigured_scorer_writes_the_rows_and_metadata_of_the_per_row_path_by_columns(kind):
+    def make():
+        return JudgeCellScorer([]) if kind == "judge" else RagasCellScorer(RagasScorer(None, None))
+
+    batch = next(scan_batches(pa.Table.from_batches([traces(37)]), INPUT_COLUMNS, 64))
+    fast = make()
+    assert not fast.configured
+    by_columns = pa.Table.from_batches(list(score_stream(fast, [batch.slice(0, 20), batch.slice(20)])))
+    slow = make()
+    per_row = asyncio.run(slow.score_chunk(trace_inputs(batch)))  # what score_stream did before
+    assert by_columns.equals(pa.Table.from_batches([per_row]))
+    assert fast.metadata() == slow.metadata()
