@@ -196,7 +196,7 @@ def _publish_catalog() -> None:
     elif published.status == "shadowed":
         print(
             f"iceberg: pyiceberg reads {published.path} first (left as it is): add this catalog there to open "
-            f"the tables with load_catalog({name!r}): {iceberg.describe_catalog()}"
+            f"the tables with load_catalog(\"{name}\"): {iceberg.describe_catalog()}"
         )
 
 

@@ -146,7 +146,9 @@ def test_pyiceberg_load_catalog_opens_the_table_after_a_run(published_catalog):
 
 
 def test_duckdb_reads_the_table_offline(published_catalog):
-    pytest.importorskip("duckdb_extension_iceberg", reason="the [test] extra installs DuckDB's Iceberg extension")
+    pytest.importorskip(
+        "duckdb_extension_iceberg", reason="DuckDB's Iceberg extension comes with the [duckdb] extra (and [test])"
+    )
     folder, printed = published_catalog
     read = _python(READ_WITH_DUCKDB, folder)
     assert read.returncode == 0, read.stderr
