@@ -217,6 +217,7 @@ def pyiceberg_config(name: str) -> dict[str, Any]:
 
     config_file = pyiceberg_config_file()
     if config_file and is_published_config(config_file):
+        # pyiceberg's own parsing of PYICEBERG_* (a private static method of 0.12; pinned <0.13).
         catalogs = Config._from_environment_variables({}).get("catalog") or {}
         return dict(catalogs.get(name.lower()) or {})
     return dict(Config().get_catalog_config(name) or {})
@@ -249,7 +250,7 @@ def publish_default_catalog(settings: CatalogSettings) -> PublishedCatalog:
     if found is not None and (found != target or not is_published_config(found)):
         return PublishedCatalog("shadowed", found)
     public = {key: value for key, value in properties.items() if not _is_secret_key(key)}
-    text = _PUBLISHED_CONFIG_HEADER.replace("NAME", repr(settings.name).replace("'", '"')) + yaml.safe_dump(
+    text = _PUBLISHED_CONFIG_HEADER.replace("NAME", f'"{settings.name}"') + yaml.safe_dump(
         {"catalog": {settings.name.lower(): public}}, default_flow_style=False, sort_keys=True
     )
     if found is not None:
