@@ -10,7 +10,10 @@ finds the models that have traces that day, registers them as ``model``
 partitions, and materializes every asset of the graph (the same
 ``Definitions`` that ``dagster dev`` loads) for each (date, model) cell,
 printing a summary per cell. It exits non-zero when reconciliation, a cell
-or a blocking check fails. ``reconcile`` runs only the first step.
+or a blocking check fails. ``reconcile`` runs only the first step. With the
+default Iceberg catalog, ``run`` also writes it into ``./.pyiceberg.yaml``
+(never over a file of yours), so pyiceberg's ``load_catalog("materializer")``
+opens the tables.
 """
 
 from __future__ import annotations
@@ -177,7 +180,24 @@ def run(day: str, models: Sequence[str], verbose: bool = False) -> int:
         ok, line = _summarize(result, slug, cells[slug])
         all_ok &= ok
         print(line, flush=True)
+    _publish_catalog()
     return 0 if all_ok else 1
+
+
+def _publish_catalog() -> None:
+    """Let pyiceberg's own ``load_catalog`` find the default catalog (a ``.pyiceberg.yaml`` here)."""
+    from .definitions import defs
+
+    iceberg = defs.resources["iceberg_io_manager"].process_config_and_initialize()
+    published = iceberg.publish_default_catalog()
+    name = iceberg.catalog_name
+    if published.status == "written":
+        print(f"iceberg: wrote {os.path.relpath(published.path)}: pyiceberg's load_catalog(\"{name}\") opens the tables")
+    elif published.status == "shadowed":
+        print(
+            f"iceberg: pyiceberg reads {published.path} first (left as it is): add this catalog there to open "
+            f"the tables with load_catalog(\"{name}\"): {iceberg.describe_catalog()}"
+        )
 
 
 def _in_range(day: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -17,22 +18,37 @@ from materializer_assets.lib.slugs import model_slug
 pytestmark = pytest.mark.slow
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MATERIALIZER_", "DAGSTER_HOME"))}
+def _environment(**env: str) -> dict[str, str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MATERIALIZER_", "DAGSTER_HOME", "PYICEBERG_"))
+    }
     environment.update(env)
+    return environment
+
+
+def _run(args: list[str], cwd: Path, python_flags: tuple[str, ...] = (), **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "materializer_assets.cli", *args],
+        [sys.executable, *python_flags, "-m", "materializer_assets.cli", *args],
         cwd=cwd,
-        env=environment,
+        env=_environment(**env),
         capture_output=True,
         text=True,
         timeout=600,
     )
 
 
-def test_run_on_the_bundled_sample_writes_the_lake(tmp_path):
-    result = _run(["run", "--date", "2026-04-18"], tmp_path)
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The quick start's `materializer run` on the bundled sample in a fresh folder, every Python
+    warning shown (-W default, and PYTHONWARNINGS for the processes the run starts)."""
+    folder = tmp_path_factory.mktemp("sample-run")
+    result = _run(["run", "--date", "2026-04-18"], folder, ("-W", "default"), PYTHONWARNINGS="default")
     assert result.returncode == 0, result.stdout + result.stderr
+    return folder, result
+
+
+def test_run_on_the_bundled_sample_writes_the_lake(sample_run):
+    tmp_path, result = sample_run
     lines = [line for line in result.stdout.splitlines() if line.strip().startswith(("ok", "FAIL"))]
     assert len(lines) >= 3 and all(line.strip().startswith("ok") for line in lines), result.stdout
     assert model_slug("Qwen/Qwen3-Coder-4B-Instruct") in result.stdout
@@ -43,7 +59,10 @@ def test_run_on_the_bundled_sample_writes_the_lake(tmp_path):
     assert set(table.column("consent").to_pylist()) == {True}
     assert set(table.column("date").to_pylist()) == {"2026-04-18"}
     assert (tmp_path / ".materializer" / "dagster_home").is_dir()
-    assert "Warning:" not in result.stderr.replace("dagster - WARNING", ""), result.stderr  # quiet by default
+    # Quiet by default: Dagster's log says what the user should act on (no judge configured), and no
+    # Python warning (`...Warning: ...` and its source line) reaches stderr, even with -W default.
+    assert [line for line in result.stderr.splitlines() if "Warning" in line] == [], result.stderr
+    assert [line for line in result.stderr.splitlines() if " - dagster - " not in line] == [], result.stderr
     # The sample's users whose newest registry row refuses are in no file, raw included, and the
     # reconciliation before the cells had nothing to remove: the counts printed stay true.
     assert "consent: forgot 3 user(s), revoked 0 row(s), removed 0 row(s)" in result.stdout, result.stdout
@@ -52,6 +71,90 @@ def test_run_on_the_bundled_sample_writes_the_lake(tmp_path):
     assert users and not {"u-0003", "u-0005", "u-0011"} & set(users)
     again = _run(["reconcile"], tmp_path)
     assert again.returncode == 0 and "consent: nothing to reconcile" in again.stdout, again.stdout + again.stderr
+
+
+# The README's "Reading the table" snippets, run as written in the folder of the run.
+READ_WITH_PYICEBERG = """
+from pyiceberg.catalog import load_catalog
+
+table = load_catalog("materializer").load_table("training_data.langfuse_traces")
+rows = table.scan(row_filter="date = '2026-04-18'", selected_fields=("trace_id", "model_slug")).to_arrow()
+print(rows.group_by("model_slug").aggregate([("trace_id", "count")]).sort_by("model_slug").to_pylist())
+"""
+READ_WITH_DUCKDB = """
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_avro
+import duckdb_extension_iceberg
+from pyiceberg.catalog import load_catalog
+
+table = load_catalog("materializer").load_table("training_data.langfuse_traces")
+con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+for package in (duckdb_extension_avro, duckdb_extension_iceberg):  # the extensions from their wheels: no download
+    con.execute(f"LOAD '{next(Path(package.__file__).parent.glob('extensions/*/*.duckdb_extension'))}'")
+print(con.sql(f"SELECT model_slug, count(*) AS rows FROM iceberg_scan('{table.metadata_location}') GROUP BY ALL ORDER BY 1"))
+"""
+
+
+def _iceberg_rows_printed(stdout: str) -> dict[str, int]:
+    """model slug → iceberg_table rows, from the run's summary lines."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.strip().startswith("ok"):
+            slug = line.split()[1].rstrip(":")
+            rows[slug] = int(line.split("iceberg_table=")[1].split()[0])
+    return {slug: n for slug, n in rows.items() if n}
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    # A plain process in the folder: no PYTHONPATH, no project import, only what pyiceberg finds there.
+    environment = {k: v for k, v in _environment().items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=environment, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def published_catalog(sample_run) -> tuple[Path, dict[str, int]]:
+    folder, result = sample_run
+    if (Path.home() / ".pyiceberg.yaml").exists():
+        pytest.skip("pyiceberg reads ~/.pyiceberg.yaml before the working directory's")
+    assert "iceberg: wrote .pyiceberg.yaml" in result.stdout, result.stdout
+    config = (folder / ".pyiceberg.yaml").read_text()
+    assert config.startswith("# Written by `materializer run`")
+    assert f"sqlite:///{folder}/.materializer/warehouse/iceberg/catalog.db" in config
+    return folder, _iceberg_rows_printed(result.stdout)
+
+
+def test_pyiceberg_load_catalog_opens_the_table_after_a_run(published_catalog):
+    folder, printed = published_catalog
+    read = _python(READ_WITH_PYICEBERG, folder)
+    assert read.returncode == 0, read.stderr
+    counts = {row["model_slug"]: row["trace_id_count"] for row in ast.literal_eval(read.stdout.strip())}
+    assert counts == printed and sum(counts.values()) > 0
+
+    # A second run leaves the file as it is; one of the user's is never touched.
+    again = _run(["run", "--date", "2026-04-18", "--model", "glm-5-32b"], folder)
+    assert again.returncode == 0 and "iceberg:" not in again.stdout, again.stdout + again.stderr
+    user_file = folder / "elsewhere" / ".pyiceberg.yaml"
+    user_file.parent.mkdir()
+    user_file.write_text("catalog:\n  other:\n    type: in-memory\n")
+    shadowed = _run(["run", "--date", "2026-04-18", "--model", "glm-5-32b"], folder, PYICEBERG_HOME=str(user_file.parent))
+    assert shadowed.returncode == 0, shadowed.stdout + shadowed.stderr
+    assert f"iceberg: pyiceberg reads {user_file} first (left as it is)" in shadowed.stdout
+    assert user_file.read_text() == "catalog:\n  other:\n    type: in-memory\n"
+
+
+def test_duckdb_reads_the_table_offline(published_catalog):
+    pytest.importorskip(
+        "duckdb_extension_iceberg", reason="DuckDB's Iceberg extension comes with the [duckdb] extra (and [test])"
+    )
+    folder, printed = published_catalog
+    read = _python(READ_WITH_DUCKDB, folder)
+    assert read.returncode == 0, read.stderr
+    rows = {line.split("│")[1].strip(): int(line.split("│")[2]) for line in read.stdout.splitlines()
+            if line.count("│") == 3 and line.split("│")[2].strip().isdigit()}
+    assert rows == printed
 
 
 def test_run_one_model_by_its_name(tmp_path):

@@ -12,6 +12,10 @@ inside the warehouse: ``<warehouse>/iceberg/catalog.db``, table data under
 warehouse the default keeps the SQLite file on local disk
 (``.materializer/iceberg/<hash of the warehouse URI>/catalog.db``) and the data on S3; anything shared by
 several machines should configure a Postgres ``SqlCatalog``, Glue or REST.
+:func:`publish_default_catalog` writes that default into a ``.pyiceberg.yaml``
+in the working directory, so other tools open it with pyiceberg's own
+``load_catalog("materializer")``; such a file is written for them and never
+read back as configuration (a changed warehouse still moves the default).
 
 **Partitioning**: identity on the ``date`` string and identity on
 ``model_slug``. The Iceberg partition is then exactly the Dagster partition
@@ -172,15 +176,92 @@ class CatalogSettings:
     local_catalog_dir: str = LOCAL_CATALOG_DIR_FOR_S3
 
 
+PYICEBERG_CONFIG_FILE = ".pyiceberg.yaml"
+# First line of a .pyiceberg.yaml that publish_default_catalog wrote: while it is there the file
+# is ours to rewrite, and it is not read back as configuration.
+PUBLISHED_CONFIG_MARKER = "# Written by `materializer run`"
+_PUBLISHED_CONFIG_HEADER = (
+    f"{PUBLISHED_CONFIG_MARKER}: the default Iceberg catalog of this folder, so that pyiceberg's\n"
+    "# load_catalog(NAME) opens its tables. It is rewritten when that default changes; delete these\n"
+    "# lines to keep the file as yours (it is then the catalog's configuration).\n"
+)
+
+
+def pyiceberg_config_file() -> str | None:
+    """The ``.pyiceberg.yaml`` pyiceberg reads: the first of ``$PYICEBERG_HOME``, ``~`` and the
+    working directory that holds one (the order of ``pyiceberg.utils.config.Config``, 0.12)."""
+    for directory in (os.environ.get("PYICEBERG_HOME"), os.path.expanduser("~"), os.getcwd()):
+        if directory and os.path.isfile(os.path.join(directory, PYICEBERG_CONFIG_FILE)):
+            return os.path.join(directory, PYICEBERG_CONFIG_FILE)
+    return None
+
+
+def is_published_config(path: str) -> bool:
+    """True for a ``.pyiceberg.yaml`` that :func:`publish_default_catalog` wrote (and nobody claimed)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.readline().startswith(PUBLISHED_CONFIG_MARKER)
+    except OSError:
+        return False
+
+
 def pyiceberg_config(name: str) -> dict[str, Any]:
     """The named catalog's properties from ``.pyiceberg.yaml`` and ``PYICEBERG_CATALOG__*``, read now.
 
     (pyiceberg reads its environment once at import; reading it again here lets
     a process that sets the variables later, e.g. a test or a launcher, work.)
+    A file :func:`publish_default_catalog` wrote only mirrors the default: then
+    only the environment variables count.
     """
     from pyiceberg.utils.config import Config
 
+    config_file = pyiceberg_config_file()
+    if config_file and is_published_config(config_file):
+        # pyiceberg's own parsing of PYICEBERG_* (a private static method of 0.12; pinned <0.13).
+        catalogs = Config._from_environment_variables({}).get("catalog") or {}
+        return dict(catalogs.get(name.lower()) or {})
     return dict(Config().get_catalog_config(name) or {})
+
+
+@dataclass(frozen=True)
+class PublishedCatalog:
+    """What :func:`publish_default_catalog` did: ``written``, ``unchanged``, ``configured`` (the
+    catalog is not the default: pyiceberg's config already has it) or ``shadowed`` (pyiceberg reads
+    another ``.pyiceberg.yaml`` first, which is left alone); ``path`` is the file concerned."""
+
+    status: str
+    path: str | None
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+def publish_default_catalog(settings: CatalogSettings) -> PublishedCatalog:
+    """Write the default catalog as ``catalog.<name>`` into ``./.pyiceberg.yaml`` for other readers.
+
+    Never touches a ``.pyiceberg.yaml`` someone else wrote, never writes a secret (credentials come
+    from the environment, as for the pipeline), and only when the catalog is the default one.
+    """
+    import yaml
+
+    properties, origin = resolve_catalog_properties(settings)
+    if origin != "default SQLite catalog":
+        return PublishedCatalog("configured", pyiceberg_config_file())
+    target = os.path.join(os.getcwd(), PYICEBERG_CONFIG_FILE)
+    found = pyiceberg_config_file()
+    if found is not None and (found != target or not is_published_config(found)):
+        return PublishedCatalog("shadowed", found)
+    public = {key: value for key, value in properties.items() if not _is_secret_key(key)}
+    text = _PUBLISHED_CONFIG_HEADER.replace("NAME", f'"{settings.name}"') + yaml.safe_dump(
+        {"catalog": {settings.name.lower(): public}}, default_flow_style=False, sort_keys=True
+    )
+    if found is not None:
+        with open(found, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return PublishedCatalog("unchanged", target, public)
+    partial = f"{target}.{uuid.uuid4().hex}.tmp"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(partial, target)  # readers see the old file or the new one, never half of it
+    return PublishedCatalog("written", target, public)
 
 
 def default_catalog_properties(settings: CatalogSettings) -> dict[str, str]:
@@ -256,6 +337,10 @@ def load_catalog(settings: CatalogSettings | None = None) -> Catalog:
 _SECRET_KEY_HINTS = ("secret", "password", "token", "credential", "key-id", "access-key")
 
 
+def _is_secret_key(key: str) -> bool:
+    return any(hint in key.lower() for hint in _SECRET_KEY_HINTS)
+
+
 def describe_properties(properties: Mapping[str, Any]) -> str:
     """Catalog properties for logs and messages: secrets and URL passwords hidden."""
     from .registry import redact_url
@@ -263,7 +348,7 @@ def describe_properties(properties: Mapping[str, Any]) -> str:
     shown = []
     for key in sorted(properties):
         value = str(properties[key])
-        if any(hint in key.lower() for hint in _SECRET_KEY_HINTS):
+        if _is_secret_key(key):
             value = "***"
         elif "://" in value:
             value = redact_url(value)
@@ -277,7 +362,7 @@ def _scrub(message: str, properties: Mapping[str, Any]) -> str:
 
     for key, value in properties.items():
         value = str(value)
-        if any(hint in key.lower() for hint in _SECRET_KEY_HINTS) and value:
+        if _is_secret_key(key) and value:
             message = message.replace(value, "***")
         if "://" in value:
             password = urlparse(value).password

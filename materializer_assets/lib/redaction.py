@@ -11,7 +11,8 @@ Detected entities become typed placeholders (``<EMAIL>``, ``<PHONE>``,
   apart are both found.
 - ``"presidio"``: Microsoft Presidio's recognizers (Luhn-checked cards,
   libphonenumber phones, ...) per string, plus our API-key patterns. Higher
-  recall and precision, orders of magnitude slower; imported only when chosen.
+  recall and precision, orders of magnitude slower; imported only when chosen,
+  and installed only with the ``[presidio]`` extra (``pip install -e '.[presidio]'``).
 
 Columns redacted (DESIGN §3): ``prompt``, ``response``, ``metadata``
 (strings), ``contexts`` (list<string>) and ``messages``
@@ -308,8 +309,11 @@ class _PresidioEngine:
             from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
             from presidio_analyzer.nlp_engine import NlpEngineProvider
             from presidio_analyzer.predefined_recognizers import PhoneRecognizer
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise ImportError(f"the 'presidio' redaction engine needs presidio-analyzer: {exc}") from exc
+        except ImportError as exc:  # Presidio is the optional [presidio] extra
+            raise ImportError(
+                "the 'presidio' redaction engine needs Presidio, an optional extra: "
+                f"pip install -e '.[presidio]' ({exc})"
+            ) from exc
 
         nlp_engine = NlpEngineProvider(
             nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}

@@ -17,7 +17,9 @@ pinned to the current snapshot (``.to_batches()``, ``.to_reader()``,
 
 The catalog is configured the pyiceberg way (``.pyiceberg.yaml`` or
 ``PYICEBERG_CATALOG__<NAME>__*``), with ``catalog_properties`` on top; with
-neither, a SQLite ``SqlCatalog`` inside the warehouse.
+neither, a SQLite ``SqlCatalog`` inside the warehouse, which
+:meth:`IcebergIOManager.publish_default_catalog` (called by ``materializer run``)
+writes into ``./.pyiceberg.yaml`` for pyiceberg's own ``load_catalog``.
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from ..lib.iceberg import (
     Cell,
     IcebergCell,
     ParquetCellFiles,
+    PublishedCatalog,
     describe_properties,
     ensure_table,
     load_catalog,
+    publish_default_catalog,
     replace_cell_from_batches,
     replace_cell_from_files,
     resolve_catalog_properties,
@@ -89,6 +93,10 @@ class IcebergIOManager(dg.ConfigurableIOManager):
 
     def load_catalog(self):
         return load_catalog(self.catalog_settings())
+
+    def publish_default_catalog(self) -> PublishedCatalog:
+        """The default catalog into the working directory's ``.pyiceberg.yaml`` (lib.iceberg)."""
+        return publish_default_catalog(self.catalog_settings())
 
     def describe_catalog(self) -> str:
         properties, origin = resolve_catalog_properties(self.catalog_settings())

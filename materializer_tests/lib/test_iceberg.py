@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pyarrow as pa
@@ -112,6 +115,98 @@ def test_an_unusable_catalog_fails_naming_it_without_secrets(tmp_path):
     assert "hunter2" not in message and "s3cr3t" not in message
     with pytest.raises(ice.CatalogConfigError, match="namespace.table"):
         ice.split_identifier("no_namespace")
+
+
+# ------------------------------------------------------------------ the default catalog, published for pyiceberg
+
+
+@pytest.fixture
+def project_folder(tmp_path, monkeypatch):
+    """A working directory with no .pyiceberg.yaml anywhere pyiceberg looks."""
+    monkeypatch.delenv("PYICEBERG_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in [name for name in os.environ if name.startswith("PYICEBERG_CATALOG__")]:
+        monkeypatch.delenv(name)
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def _with_pyiceberg(code: str) -> str:
+    """``code`` in a new process in the working directory: pyiceberg reads its config once, at import."""
+    result = subprocess.run([sys.executable, "-c", f"from pyiceberg.catalog import load_catalog\n{code}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_published_default_catalog_is_what_pyiceberg_loads(project_folder):
+    settings = ice.CatalogSettings(name="materializer", warehouse=".materializer/warehouse")
+    table = ice.ensure_table(ice.load_catalog(settings), ice.DEFAULT_TABLE, NORMALIZED_SCHEMA)
+    ice.replace_cell_from_batches(table, CELL, [make_batch(3)], NORMALIZED_SCHEMA)
+
+    published = ice.publish_default_catalog(settings)
+    assert (published.status, published.path) == ("written", str(project_folder / ".pyiceberg.yaml"))
+    assert published.properties == ice.default_catalog_properties(settings)
+    loaded = _with_pyiceberg(
+        f"table = load_catalog('materializer').load_table('{ice.DEFAULT_TABLE}')\n"
+        "print(table.metadata_location, table.scan().to_arrow().num_rows)"
+    )
+    assert loaded == f"{table.refresh().metadata_location} 3"
+    assert ice.publish_default_catalog(settings).status == "unchanged"
+
+
+def test_a_published_catalog_is_not_read_back_as_configuration(project_folder, tmp_path, monkeypatch):
+    first = ice.CatalogSettings(name="materializer", warehouse=str(tmp_path / "first"))
+    ice.publish_default_catalog(first)
+    moved = ice.CatalogSettings(name="materializer", warehouse=str(tmp_path / "moved"))
+    properties, origin = ice.resolve_catalog_properties(moved)
+    assert origin == "default SQLite catalog" and str(tmp_path / "moved") in properties["uri"]
+    assert ice.publish_default_catalog(moved).status == "written"  # the file follows the default
+    assert str(tmp_path / "moved") in (project_folder / ".pyiceberg.yaml").read_text()
+    # Environment variables still configure the catalog over a published file.
+    monkeypatch.setenv("PYICEBERG_CATALOG__MATERIALIZER__URI", f"sqlite:///{tmp_path}/env.db")
+    assert ice.resolve_catalog_properties(moved) == ({"uri": f"sqlite:///{tmp_path}/env.db"}, "pyiceberg config")
+    assert ice.publish_default_catalog(moved).status == "configured"
+
+
+def test_a_users_pyiceberg_yaml_is_never_touched(project_folder, tmp_path):
+    settings = ice.CatalogSettings(name="materializer", warehouse=str(tmp_path / "wh"))
+    user_config = "catalog:\n  other:\n    type: in-memory\n"
+    (project_folder / ".pyiceberg.yaml").write_text(user_config)
+    assert ice.publish_default_catalog(settings).status == "shadowed"
+    # A published file from before, once its first line is gone, is the user's too.
+    (project_folder / ".pyiceberg.yaml").unlink()
+    ice.publish_default_catalog(settings)
+    claimed = (project_folder / ".pyiceberg.yaml").read_text().split("\n", 1)[1]
+    (project_folder / ".pyiceberg.yaml").write_text(claimed)
+    assert ice.resolve_catalog_properties(settings)[1] == "pyiceberg config"
+    assert ice.publish_default_catalog(settings).status == "configured"
+    assert (project_folder / ".pyiceberg.yaml").read_text() == claimed
+    # One in the home folder is read first: the working directory's would be ignored, so none is written.
+    (project_folder / ".pyiceberg.yaml").unlink()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".pyiceberg.yaml").write_text(user_config)
+    assert ice.publish_default_catalog(settings) == ice.PublishedCatalog("shadowed", str(home / ".pyiceberg.yaml"))
+    assert not (project_folder / ".pyiceberg.yaml").exists()
+    assert (home / ".pyiceberg.yaml").read_text() == user_config
+
+
+def test_no_secret_is_published(project_folder, tmp_path, s3_bucket):
+    from materializer_assets.lib.storage import S3Options
+
+    secret, key_id = "wJalrXUtnFEMI-not-a-real-secret", "AKIA-not-a-real-key"
+    settings = ice.CatalogSettings(
+        name="materializer", warehouse=f"s3://{s3_bucket}/wh", local_catalog_dir=str(tmp_path / "cat"),
+        s3=S3Options(access_key_id=key_id, secret_access_key=secret, session_token="tok-not-real"),
+    )
+    assert secret in ice.default_catalog_properties(settings).values()  # the pipeline uses them...
+    published = ice.publish_default_catalog(settings)
+    text = (project_folder / ".pyiceberg.yaml").read_text()
+    assert published.status == "written" and f"s3://{s3_bucket}/wh/iceberg" in text and "s3.endpoint" in text
+    assert secret not in text and key_id not in text and "tok-not-real" not in text  # ...the file does not
 
 
 # ------------------------------------------------------------------ one cell, replaced, on every catalog

@@ -4,8 +4,13 @@ counts, nulls, slices, big cells, entity selection, and the presidio engine."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -572,3 +577,43 @@ def test_presidio_phone_regions_are_configurable(presidio_redactor):
     # ...but not with US alone; an international number needs no region.
     assert us_only.redact_text("appelez le 01 23 45 67 89")[0] == "appelez le 01 23 45 67 89"
     assert us_only.redact_text("call +44 20 7946 0958")[0] == "call <PHONE>"
+
+
+# ---------------------------------------------------------------- presidio is an optional extra
+
+PRESIDIO_MODULES = ("presidio_analyzer", "presidio_anonymizer", "spacy")
+
+
+def test_presidio_without_the_extra_fails_naming_it(monkeypatch):
+    # None in sys.modules makes the import fail as it does where the extra is not installed.
+    for name in PRESIDIO_MODULES:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=re.escape("pip install -e '.[presidio]'")):
+        Redactor(RedactionConfig(engine="presidio"))
+
+
+def test_the_default_engine_needs_no_presidio(tmp_path):
+    """A process where Presidio and spaCy cannot be imported loads the Definitions and redacts
+    with the engine the Definitions configure by default."""
+    script = f"""
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {PRESIDIO_MODULES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}")
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+from materializer_assets.definitions import defs
+
+redactor = defs.resources["privacy"].process_config_and_initialize().redactor()
+print(redactor.config.engine, redactor.redact_text("mail bob@example.com")[0])
+"""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MATERIALIZER_")}
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["patterns", "mail", "<EMAIL>"]
