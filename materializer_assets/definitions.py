@@ -2,7 +2,7 @@
 
 Each stage package under ``pipeline/`` exports its ``ASSETS``, ``SENSORS``,
 ``SCHEDULES`` and a ``build_resources()`` that reads its settings from the
-environment (see the README's settings table).
+environment (see docs/settings.md).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ read back as configuration (a changed warehouse still moves the default).
   range filter on a timestamp is a weaker match for "exactly this cell").
   ``date`` is the UTC day of ``timestamp`` by construction, so nothing is lost.
 
-**Writing a cell** (measured, see the lakehouse README section): files are
+**Writing a cell** (measured, see docs/iceberg.md and docs/performance.md): files are
 written (or, when consented_parquet already wrote them, *copied*) into the
 table's own data folder under new names, then one transaction deletes the
 cell's old files and registers the new ones with ``add_files``. Copying
