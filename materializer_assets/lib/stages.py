@@ -160,17 +160,36 @@ def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> 
     stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
 
 
+# Kept rows are redacted in groups of about this many bytes: each call of the
+# regex engine compiles its patterns again, which costs more than the scan of
+# a small source batch (a few hundred rows).
+REDACTION_GROUP_BYTES = 16 * 2**20
+
+
 def consented_stage(
     batches: Iterable[pa.RecordBatch],
-    policy: ConsentPolicy,
+    policy: ConsentPolicy | None,
     redactor: "Redactor | None",
     stats: ConsentedStats,
 ) -> Iterator[pa.RecordBatch]:
+    """``policy`` None: the batches went through it already (raw_stage of the same pass)."""
     seen = SeenKeys()
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
+
+    def release() -> Iterator[pa.RecordBatch]:
+        nonlocal pending, pending_bytes
+        group, pending, pending_bytes = pending, [], 0
+        if redactor is not None:
+            group, counts = redactor.redact_batches(group)
+            stats.redactions.update(counts)
+        yield from group
+
     for batch in batches:
         stats.rows_in += batch.num_rows
-        batch, forgotten = policy.apply(batch)
-        stats.dropped[DROP_FORGOTTEN] += forgotten
+        if policy is not None:
+            batch, forgotten = policy.apply(batch)
+            stats.dropped[DROP_FORGOTTEN] += forgotten
         _count_refused_and_unknown(batch, stats)
         granted = granted_mask(batch)
 
@@ -192,11 +211,13 @@ def consented_stage(
             continue
         if len(rows) < batch.num_rows:
             batch = batch.take(rows)
-        if redactor is not None:
-            batch, counts = redactor.redact_batch(batch)
-            stats.redactions.update(counts)
         stats.consented += batch.num_rows
-        yield batch
+        pending.append(batch)
+        pending_bytes += batch.nbytes
+        if pending_bytes >= REDACTION_GROUP_BYTES:
+            yield from release()
+    if pending:
+        yield from release()
 
 
 # What counting a row that cannot be granted needs: the columns ConsentPolicy.apply reads.

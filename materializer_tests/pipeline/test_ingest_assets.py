@@ -80,10 +80,13 @@ def _resources(source: str, warehouse: str, registry: str = "", erasure_list: st
     }
 
 
-def _materialize(resources, slug, day=DAY, instance=None):
+def _materialize(resources, slug, day=DAY, instance=None, selection=None):
     instance = instance or dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(MODEL_DIMENSION, [slug])
-    return dg.materialize(ASSETS, partition_key=cell_key(day, slug), resources=resources, instance=instance, raise_on_error=False)
+    return dg.materialize(
+        ASSETS, selection=selection, partition_key=cell_key(day, slug), resources=resources, instance=instance,
+        raise_on_error=False,
+    )
 
 
 def _checks(result) -> dict[str, bool]:
@@ -142,13 +145,23 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
 @pytest.mark.parametrize("on_s3", [False, True], ids=["local", "s3"])
 def test_without_a_granting_registry_only_consented_raw_files_are_read(source_dir, tmp_path, request, on_s3):
     warehouse = f"s3://{request.getfixturevalue('s3_bucket')}/lake" if on_s3 else str(tmp_path / "warehouse")
-    result = _materialize(_resources(str(source_dir), warehouse), model_slug(QWEN))
+    resources, slug, instance = _resources(str(source_dir), warehouse), model_slug(QWEN), dg.DagsterInstance.ephemeral()
+    result = _materialize(resources, slug, instance=instance)
     assert result.success and all(_blocking_checks(result).values()), _checks(result)
+    one_pass = materialization_metadata(result, "consented_parquet")
+    # Both assets selected: consented is made from the source stream alongside raw, nothing is read back.
+    assert (one_pass["raw_rows_read_whole"], one_pass["raw_rows_only_counted"]) == (10, 0)
+
+    # consented_parquet alone (e.g. after a registry change) is made from the published raw cell
+    result = _materialize(resources, slug, instance=instance, selection=["consented_parquet"])
+    assert result.success and all(_blocking_checks(result).values()), _checks(result)
+    assert {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations()} == {"consented_parquet"}
     meta = materialization_metadata(result, "consented_parquet")
     # consent=true holds alice (twice), erin, frank and hank; bob, bob2, carol, dan and gina are only counted
     assert (meta["raw_rows_read_whole"], meta["raw_rows_only_counted"]) == (5, 5)
-    assert (meta["rows_consented"], meta["rows_refused"], meta["rows_unknown_consent"]) == (3, 2, 3)
-    assert meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
+    for metadata in (one_pass, meta):
+        assert (metadata["rows_consented"], metadata["rows_refused"], metadata["rows_unknown_consent"]) == (3, 2, 3)
+        assert metadata["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
     assert _checks(result)["counts_reconcile"]
 
 
