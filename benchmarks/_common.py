@@ -446,6 +446,10 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
                     )
                 )
                 raw_batches = alongside.feed(raw_batches)
+            from materializer_assets.lib import stages as stages_module
+
+            if hasattr(stages_module, "raw_archive_form"):
+                raw_batches = stages_module.raw_archive_form(raw_batches)
             written = lake.write_cell(raw, raw_batches, NORMALIZED_SCHEMA, split=split_by_consent)
             rows_read += written.rows
             if one_pass:

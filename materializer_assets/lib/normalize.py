@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .consent import consent_from_record
-from .schema import NORMALIZED_SCHEMA
+from .schema import MESSAGE_TYPE, NORMALIZED_SCHEMA
 from .slugs import model_slug
 
 # Rejection reasons (the keys of the counts in asset metadata).
@@ -549,3 +551,102 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return start, start + timedelta(days=1)
+
+
+# ---------------------------------------------------------------- derived messages
+
+
+def messages_array(prompt: pa.Array, response: pa.Array) -> pa.Array:
+    """``[user(prompt), assistant(response)]`` per row; no assistant where response is null."""
+    rows = len(prompt)
+    has_response = response.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(1 + has_response.astype(np.int32), out=offsets[1:])
+    # Slots index into concat(prompt, response): row i's user slot is i, its
+    # assistant slot rows + i; assistant slots of rows without a response go.
+    row_numbers = np.arange(rows, dtype=np.int64)
+    slots = np.empty(2 * rows, dtype=np.int64)
+    slots[0::2], slots[1::2] = row_numbers, row_numbers + rows
+    if not has_response.all():
+        keep = np.ones(2 * rows, dtype=bool)
+        keep[1::2] = has_response
+        slots = slots[keep]
+    contents = pa.concat_arrays([prompt.cast(pa.string()), response.cast(pa.string())]).take(slots)
+    roles = pa.array(["user", "assistant"], pa.string()).take((slots >= rows).astype(np.int8))
+    no_text = pa.nulls(len(slots), pa.string())
+    values = pa.StructArray.from_arrays([roles, contents, no_text, no_text], fields=list(MESSAGE_TYPE))
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(MESSAGE_TYPE))
+
+
+def _derivable_rows(batch: pa.RecordBatch) -> np.ndarray | None:
+    """Rows whose ``messages`` is exactly :func:`messages_array` of their prompt and response."""
+    messages, prompt, response = (batch.column(name) for name in ("messages", "prompt", "response"))
+    if messages.type != pa.list_(MESSAGE_TYPE) or batch.num_rows == 0:
+        return None
+    expected = messages_array(prompt, response)
+    offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
+    if not np.array_equal(offsets, expected.offsets.to_numpy(zero_copy_only=False)):
+        return None  # other shapes in this batch (multi-turn, system prompts): kept as they are
+    if len(expected.values) == 0:
+        return None
+    values = messages.values.slice(messages.offsets[0].as_py(), len(expected.values))
+    same = None
+    for index, field in enumerate(MESSAGE_TYPE):
+        ours, derived = values.field(index), expected.values.field(index)
+        if derived.null_count == len(derived):  # tool_calls, name: derived ones are always null
+            equal = ours.is_null()
+        else:
+            equal = pc.fill_null(pc.equal(ours, derived), False)
+        same = equal if same is None else pc.and_(same, equal)
+    same = pc.and_(same, values.is_valid()).to_numpy(zero_copy_only=False)
+    rows = np.logical_and.reduceat(same, offsets[:-1])  # every row has at least its user message
+    if messages.null_count:
+        rows &= messages.is_valid().to_numpy(zero_copy_only=False)
+    return rows
+
+
+def compact_messages(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with ``messages`` null where it is derivable from ``prompt`` and ``response``
+    (:func:`messages_array`): the raw archive does not store that text twice.
+
+    :func:`restore_messages` puts them back. Normalized rows always have
+    messages, so a null there means "derived"."""
+    rows = _derivable_rows(batch)
+    if rows is None or not rows.any():
+        return batch
+    messages = batch.column("messages")
+    if rows.all():
+        compacted = pa.nulls(batch.num_rows, messages.type)
+    else:
+        keep = ~rows
+        offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
+        lengths = np.diff(offsets) * keep
+        new_offsets = np.zeros(batch.num_rows + 1, dtype=np.int32)
+        np.cumsum(lengths, out=new_offsets[1:])
+        positions = np.concatenate(
+            [np.arange(start, end) for start, end, kept in zip(offsets[:-1], offsets[1:], keep) if kept]
+        )
+        values = messages.values.slice(messages.offsets[0].as_py()).take(pa.array(positions, pa.int64()))
+        compacted = pa.ListArray.from_arrays(
+            pa.array(new_offsets), values, type=messages.type, mask=pa.array(rows)
+        )
+    index = batch.schema.get_field_index("messages")
+    return batch.set_column(index, batch.schema.field(index), compacted)
+
+
+def restore_messages(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """:func:`compact_messages` undone: null ``messages`` derived from ``prompt`` and ``response``."""
+    if "messages" not in batch.schema.names:
+        return batch
+    messages = batch.column("messages")
+    if messages.null_count == 0:
+        return batch
+    index = batch.schema.get_field_index("messages")
+    derived = messages_array(batch.column("prompt"), batch.column("response")).cast(messages.type)
+    if messages.null_count == batch.num_rows:
+        restored = derived
+    else:
+        nulls = messages.is_null().to_numpy(zero_copy_only=False)
+        picks = np.arange(batch.num_rows) + nulls * batch.num_rows
+        restored = pa.concat_arrays([messages, derived]).take(pa.array(picks))
+    return batch.set_column(index, batch.schema.field(index), restored)

@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 
 from .consent import ConsentPolicy, consent_state, granted_mask
 from .lake import iter_batches, read_ahead
+from .normalize import compact_messages, restore_messages
 
 if TYPE_CHECKING:
     from .redaction import Redactor
@@ -107,6 +108,14 @@ def raw_stage(batches: Iterable[pa.RecordBatch], policy: ConsentPolicy, stats: R
         stats.by_consent.update(_value_counts(consent_state(batch)))
         stats.by_consent_source.update(_value_counts(batch.column("consent_source")))
         yield batch
+
+
+def raw_archive_form(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The rows as raw-traces stores them: ``messages`` null where it only repeats
+    ``prompt`` and ``response`` (:func:`~.normalize.compact_messages`); readers of a
+    raw cell get it back with :func:`~.normalize.restore_messages` (consented_from_raw does)."""
+    for batch in batches:
+        yield compact_messages(batch)
 
 
 def identity_key(trace_id: str, observation_id: str | None) -> bytes:
@@ -274,7 +283,8 @@ def consented_from_raw(
     granted rows (:func:`consent_candidates`); the others are counted once the stream is
     consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
     to_read, to_count = consent_candidates(raw, policy)
-    yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), policy, redactor, stats)
+    restored = map(restore_messages, iter_batches(to_read))
+    yield from consented_stage(read_ahead(restored, name="raw-reader"), policy, redactor, stats)
     stats.rows_read_whole = stats.rows_in
     if to_count is not None:
         count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), policy, stats)

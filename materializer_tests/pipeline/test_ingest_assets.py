@@ -137,6 +137,10 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     raw_cell = warehouse / f"raw-traces/date={DAY}/model={slug}"
     refused = pq.read_table(next((raw_cell / "consent=false").glob("*.parquet")))
     assert sorted(refused.column("trace_id").to_pylist()) == ["t-no", "t-refused", "t-withdrawn"]
+    # raw does not store messages that only repeat prompt and response; consented has them whole
+    assert refused.column("messages").null_count == refused.num_rows
+    assert [m["role"] for m in by_id["t-granted"]["messages"]] == ["user", "assistant"]
+    assert by_id["t-granted"]["messages"][0]["content"] == by_id["t-granted"]["prompt"]
     assert not any("frank" in pq.read_table(p).column("user_id").to_pylist() for p in warehouse.rglob("*.parquet"))
     assert not any("consent=true" in str(p) and "t-unknown" in pq.read_table(p).column("trace_id").to_pylist()
                    for p in raw_cell.rglob("*.parquet"))
@@ -163,6 +167,11 @@ def test_without_a_granting_registry_only_consented_raw_files_are_read(source_di
         assert (metadata["rows_consented"], metadata["rows_refused"], metadata["rows_unknown_consent"]) == (3, 2, 3)
         assert metadata["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
     assert _checks(result)["counts_reconcile"]
+    # made from raw, whose messages were compacted: restored whole
+    if not on_s3:
+        rows = ds.dataset(f"{warehouse}/langfuse-traces/date={DAY}/model={slug}").to_table().to_pylist()
+        assert len(rows) == 3
+        assert all([m["content"] for m in row["messages"]] == [row["prompt"], row["response"]] for row in rows)
 
 
 def test_rerunning_a_cell_replaces_it(source_dir, tmp_path):

@@ -18,6 +18,7 @@ from ...lib.stages import (
     RawStats,
     consented_from_raw,
     consented_stage,
+    raw_archive_form,
     raw_stage,
     require_granted,
     split_by_consent,
@@ -174,7 +175,8 @@ def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, s
     stats = RawStats()
     batches = raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats)
     stream = CellStream(
-        alongside.feed(batches) if alongside is not None else batches,
+        # consented gets the batches whole; raw stores messages that only repeat prompt and response as null
+        raw_archive_form(alongside.feed(batches) if alongside is not None else batches),
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
