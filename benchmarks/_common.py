@@ -434,6 +434,10 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
             consented_address = CellAddress("langfuse-traces", day.isoformat(), slug)
             cell = reader.read_cell(day, slug)
             raw_batches = raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats())
+            from materializer_assets.lib import stages as stages_module
+
+            if hasattr(stages_module, "raw_archive_form"):
+                raw_batches = stages_module.raw_archive_form(raw_batches)
             if one_pass:
                 from materializer_assets.lib.stages import consented_stage
 
@@ -446,10 +450,6 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
                     )
                 )
                 raw_batches = alongside.feed(raw_batches)
-            from materializer_assets.lib import stages as stages_module
-
-            if hasattr(stages_module, "raw_archive_form"):
-                raw_batches = stages_module.raw_archive_form(raw_batches)
             written = lake.write_cell(raw, raw_batches, NORMALIZED_SCHEMA, split=split_by_consent)
             rows_read += written.rows
             if one_pass:

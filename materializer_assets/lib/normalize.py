@@ -583,26 +583,37 @@ def _derivable_rows(batch: pa.RecordBatch) -> np.ndarray | None:
     messages, prompt, response = (batch.column(name) for name in ("messages", "prompt", "response"))
     if messages.type != pa.list_(MESSAGE_TYPE) or batch.num_rows == 0:
         return None
-    expected = messages_array(prompt, response)
     offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
-    if not np.array_equal(offsets, expected.offsets.to_numpy(zero_copy_only=False)):
-        return None  # other shapes in this batch (multi-turn, system prompts): kept as they are
-    if len(expected.values) == 0:
-        return None
-    values = messages.values.slice(messages.offsets[0].as_py(), len(expected.values))
-    same = None
-    for index, field in enumerate(MESSAGE_TYPE):
-        ours, derived = values.field(index), expected.values.field(index)
-        if derived.null_count == len(derived):  # tool_calls, name: derived ones are always null
-            equal = ours.is_null()
-        else:
-            equal = pc.fill_null(pc.equal(ours, derived), False)
-        same = equal if same is None else pc.and_(same, equal)
-    same = pc.and_(same, values.is_valid()).to_numpy(zero_copy_only=False)
-    rows = np.logical_and.reduceat(same, offsets[:-1])  # every row has at least its user message
+    has_response = response.is_valid().to_numpy(zero_copy_only=False)
+    shaped = np.diff(offsets) == 1 + has_response  # user (+ assistant) messages, as messages_array makes
     if messages.null_count:
-        rows &= messages.is_valid().to_numpy(zero_copy_only=False)
-    return rows
+        shaped &= messages.is_valid().to_numpy(zero_copy_only=False)
+    if not shaped.any():
+        return None
+    values = messages.values.slice(messages.offsets[0].as_py())
+    rows = np.flatnonzero(shaped)
+    same = np.ones(len(rows), dtype=bool)
+    # the user message of each shaped row, then the assistant message of those with a response
+    for turn, role, text, of in ((0, "user", prompt, rows), (1, "assistant", response, rows[has_response[rows]])):
+        if not len(of):
+            continue
+        aligned = len(of) == batch.num_rows and turn == 0 and len(values) == batch.num_rows
+        picked = values if aligned else values.take(pa.array(offsets[of] + turn))
+        text = text if len(of) == batch.num_rows else text.take(pa.array(of))
+        ok = pc.and_(
+            pc.and_(pc.fill_null(pc.equal(picked.field("role"), role), False), picked.is_valid()),
+            pc.and_(
+                pc.fill_null(pc.equal(picked.field("content"), text.cast(pa.string())), False),
+                pc.and_(picked.field("tool_calls").is_null(), picked.field("name").is_null()),
+            ),
+        ).to_numpy(zero_copy_only=False)
+        if turn == 0:
+            same &= ok
+        else:
+            same[np.searchsorted(rows, of)] &= ok
+    derivable = np.zeros(batch.num_rows, dtype=bool)
+    derivable[rows[same]] = True
+    return derivable
 
 
 def compact_messages(batch: pa.RecordBatch) -> pa.RecordBatch:

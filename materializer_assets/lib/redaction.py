@@ -449,6 +449,21 @@ class Redactor:
         batches, counts = self.redact_batches([batch])
         return batches[0], counts
 
+    def placeholder_gains(self, original: pa.Array, redacted: pa.Array, rows: pa.Array | None = None) -> collections.Counter:
+        """Placeholders that ``redacted`` has more than ``original`` (same length), over
+        ``rows`` (a boolean mask) or all rows: what redacting those values counts."""
+        counts: collections.Counter = collections.Counter()
+        changed = pc.fill_null(pc.not_equal(redacted, original), False)
+        if rows is not None:
+            changed = pc.and_(changed, rows)
+        if not pc.any(changed).as_py():
+            return counts
+        redacted, original = redacted.filter(changed), original.filter(changed)
+        for entity in self.config.entities:
+            marker = placeholder(entity)
+            counts[entity] += _placeholder_total(redacted, marker) - _placeholder_total(original, marker)
+        return counts
+
     def redact_batches(self, batches: list[pa.RecordBatch]) -> tuple[list[pa.RecordBatch], collections.Counter]:
         """:meth:`redact_batch` of each batch, in one pass of the engine over all their text.
 
@@ -501,7 +516,7 @@ class Redactor:
                     prompt = columns[batch.schema.get_field_index("prompt")]
                     response = columns[batch.schema.get_field_index("response")]
                     columns[index] = _redact_column(batch.column(index), reuse.replacer(replacements, prompt, response))
-                    counts.update(reuse.reused_counts(prompt, response, self.config.entities))
+                    counts.update(reuse.reused_counts(prompt, response, self))
                 else:
                     columns[index] = _redact_column(batch.column(index), lambda _: next(replacements))
             out.append(pa.RecordBatch.from_arrays(columns, schema=batch.schema))
@@ -590,21 +605,15 @@ class _MessageReuse:
 
         return self._content_hook(on_content, lambda _: next(replacements))
 
-    def reused_counts(self, prompt: pa.Array, response: pa.Array, entities: Iterable[str]) -> collections.Counter:
+    def reused_counts(self, prompt: pa.Array, response: pa.Array, redactor: "Redactor") -> collections.Counter:
         """Placeholders the reused contents gained, as a scan of them would have counted."""
         counts: collections.Counter = collections.Counter()
         for redacted, original, rows in (
             (prompt, self.batch.column("prompt"), self.first_rows),
             (response, self.batch.column("response"), self.last_rows),
         ):
-            if not len(rows):
-                continue
-            redacted, original = redacted.take(pa.array(rows)), original.take(pa.array(rows))
-            changed = pc.fill_null(pc.not_equal(redacted, original), False)
-            if not pc.any(changed).as_py():
-                continue
-            redacted, original = redacted.filter(changed), original.filter(changed)
-            for entity in list(entities):
-                marker = placeholder(entity)
-                counts[entity] += _placeholder_total(redacted, marker) - _placeholder_total(original, marker)
+            if len(rows):
+                mask = np.zeros(len(original), dtype=bool)
+                mask[rows] = True
+                counts.update(redactor.placeholder_gains(original, redacted, pa.array(mask)))
         return counts

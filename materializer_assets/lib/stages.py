@@ -113,7 +113,7 @@ def raw_stage(batches: Iterable[pa.RecordBatch], policy: ConsentPolicy, stats: R
 def raw_archive_form(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The rows as raw-traces stores them: ``messages`` null where it only repeats
     ``prompt`` and ``response`` (:func:`~.normalize.compact_messages`); readers of a
-    raw cell get it back with :func:`~.normalize.restore_messages` (consented_from_raw does)."""
+    raw cell get it back with :func:`~.normalize.restore_messages` (consented_stage does, after redaction)."""
     for batch in batches:
         yield compact_messages(batch)
 
@@ -190,9 +190,15 @@ def consented_stage(
         nonlocal pending, pending_bytes
         group, pending, pending_bytes = pending, [], 0
         if redactor is not None:
-            group, counts = redactor.redact_batches(group)
+            redacted, counts = redactor.redact_batches(group)
             stats.redactions.update(counts)
-        yield from group
+            for original, batch in zip(group, redacted):
+                stats.redactions.update(_derived_message_redactions(original, batch, redactor))
+            group = redacted
+        # Messages compacted in raw (or by raw_archive_form in the same pass) come back
+        # from the redacted prompt and response: that text is scanned once.
+        for batch in group:
+            yield restore_messages(batch)
 
     for batch in batches:
         stats.rows_in += batch.num_rows
@@ -227,6 +233,19 @@ def consented_stage(
             yield from release()
     if pending:
         yield from release()
+
+
+def _derived_message_redactions(original: pa.RecordBatch, redacted: pa.RecordBatch, redactor: "Redactor") -> Counter:
+    """What redacting the messages that restore_messages derives would have counted:
+    the placeholders their prompt and response gained."""
+    counts: Counter = Counter()
+    if "messages" not in original.schema.names or not original.column("messages").null_count:
+        return counts
+    derived = original.column("messages").is_null()
+    for name in ("prompt", "response"):
+        if name in original.schema.names and name in redactor.config.columns:
+            counts.update(redactor.placeholder_gains(original.column(name), redacted.column(name), derived))
+    return counts
 
 
 # What counting a row that cannot be granted needs: the columns ConsentPolicy.apply reads.
@@ -283,8 +302,8 @@ def consented_from_raw(
     granted rows (:func:`consent_candidates`); the others are counted once the stream is
     consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
     to_read, to_count = consent_candidates(raw, policy)
-    restored = map(restore_messages, iter_batches(to_read))
-    yield from consented_stage(read_ahead(restored, name="raw-reader"), policy, redactor, stats)
+    # Messages compacted in raw are restored by consented_stage, after redaction.
+    yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), policy, redactor, stats)
     stats.rows_read_whole = stats.rows_in
     if to_count is not None:
         count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), policy, stats)

@@ -177,11 +177,15 @@ def test_messages_derivable_from_prompt_and_response_are_compacted_and_restored(
     assert compacted.column("messages").null_count == batch.num_rows  # nothing of that text is kept
     assert restore_messages(compacted).to_pylist() == batch.to_pylist()
 
-    # A row whose messages say more (a system prompt) keeps them; the batch is left as it is.
+    # A row whose messages say more (a system prompt) keeps them; the others are compacted.
     mixed = list(rows)
     mixed[1] = {**rows[1], "messages": [{"role": "system", "content": "Be brief."}] + rows[1]["messages"]}
     batch = pa.RecordBatch.from_pylist(mixed, schema=NORMALIZED_SCHEMA)
-    assert compact_messages(batch).to_pylist() == batch.to_pylist()
+    compacted = compact_messages(batch)
+    compacted.validate(full=True)
+    assert compacted.column("messages").is_null().to_pylist() == [True, False] + [True] * (batch.num_rows - 2)
+    assert compacted.column("messages")[1].as_py() == batch.column("messages")[1].as_py()
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()
 
     # Same shape, other text (an edited assistant turn): only that row keeps its messages.
     edited = list(rows)

@@ -173,10 +173,11 @@ def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, s
     context.log.info(f"reading {day} × {model} from {reader.description}")
     cell = reader.read_cell(date.fromisoformat(day), model)
     stats = RawStats()
-    batches = raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats)
+    # Messages that only repeat prompt and response are stored as null in raw; consented_stage
+    # (alongside, or later from raw) derives them again from the redacted prompt and response.
+    batches = raw_archive_form(raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats))
     stream = CellStream(
-        # consented gets the batches whole; raw stores messages that only repeat prompt and response as null
-        raw_archive_form(alongside.feed(batches) if alongside is not None else batches),
+        alongside.feed(batches) if alongside is not None else batches,
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
