@@ -578,11 +578,19 @@ def messages_array(prompt: pa.Array, response: pa.Array) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(MESSAGE_TYPE))
 
 
+# Schema metadata of a batch whose reader built every ``messages`` with messages_array
+# (the Postgres reader): compact_messages then needs no comparison.
+MESSAGES_DERIVED = {b"materializer.messages": b"messages_array(prompt, response)"}
+
+
 def _derivable_rows(batch: pa.RecordBatch) -> np.ndarray | None:
     """Rows whose ``messages`` is exactly :func:`messages_array` of their prompt and response."""
     messages, prompt, response = (batch.column(name) for name in ("messages", "prompt", "response"))
     if messages.type != pa.list_(MESSAGE_TYPE) or batch.num_rows == 0:
         return None
+    metadata = batch.schema.metadata or {}
+    if all(metadata.get(key) == value for key, value in MESSAGES_DERIVED.items()):
+        return messages.is_valid().to_numpy(zero_copy_only=False)
     offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
     has_response = response.is_valid().to_numpy(zero_copy_only=False)
     shaped = np.diff(offsets) == 1 + has_response  # user (+ assistant) messages, as messages_array makes
@@ -618,11 +626,16 @@ def _derivable_rows(batch: pa.RecordBatch) -> np.ndarray | None:
 
 def compact_messages(batch: pa.RecordBatch) -> pa.RecordBatch:
     """``batch`` with ``messages`` null where it is derivable from ``prompt`` and ``response``
-    (:func:`messages_array`): the raw archive does not store that text twice.
+    (:func:`messages_array`): the raw archive does not store that text twice. A batch
+    whose schema carries :data:`MESSAGES_DERIVED` (its reader built them so) is
+    compacted without comparing texts; other batches row by row.
 
     :func:`restore_messages` puts them back. Normalized rows always have
     messages, so a null there means "derived"."""
     rows = _derivable_rows(batch)
+    metadata = batch.schema.metadata or {}
+    if any(key in metadata for key in MESSAGES_DERIVED):  # true of the rows written here only
+        batch = batch.replace_schema_metadata({k: v for k, v in metadata.items() if k not in MESSAGES_DERIVED} or None)
     if rows is None or not rows.any():
         return batch
     messages = batch.column("messages")

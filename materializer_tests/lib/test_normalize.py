@@ -196,3 +196,16 @@ def test_messages_derivable_from_prompt_and_response_are_compacted_and_restored(
     assert compacted.column("messages").is_null().to_pylist() == [False] + [True] * (batch.num_rows - 1)
     assert restore_messages(compacted).to_pylist() == batch.to_pylist()
     assert restore_messages(compacted.slice(1, 2)).to_pylist() == batch.slice(1, 2).to_pylist()
+
+
+def test_a_batch_whose_reader_derived_its_messages_is_compacted_without_comparing():
+    import pyarrow as pa
+
+    from materializer_assets.lib.normalize import MESSAGES_DERIVED, compact_messages, restore_messages
+
+    batch = pa.RecordBatch.from_pylist(_single_turn_rows(3), schema=NORMALIZED_SCHEMA)
+    marked = pa.RecordBatch.from_arrays(batch.columns, schema=NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED))
+    compacted = compact_messages(marked)
+    assert compacted.column("messages").null_count == 3
+    assert not (compacted.schema.metadata or {})  # the mark does not reach the files
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()

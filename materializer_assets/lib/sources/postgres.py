@@ -55,6 +55,7 @@ import pyarrow.json as pajson
 from .. import slugs
 from ..consent import METADATA_KEY, consent_from_record
 from ..normalize import (
+    MESSAGES_DERIVED,
     messages_array,
     _FIELD_SEP,
     _MESSAGE_SEP,
@@ -397,7 +398,8 @@ def normalized_batch(
         else:
             array = sql_columns[field.name]
         columns.append(_as_field_type(array, field))
-    return pa.RecordBatch.from_arrays(columns, schema=NORMALIZED_SCHEMA)
+    # Every messages value here is messages_array(prompt, response): compact_messages need not compare.
+    return pa.RecordBatch.from_arrays(columns, schema=NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED))
 
 
 # ---------------------------------------------------------------- the reader
