@@ -21,10 +21,11 @@ Paths.
       ``pq.write_table(compression='snappy')`` per model (to a local folder
       instead of S3, for both paths).
   (b) ``ours``: the real ``raw_traces`` + ``consented_parquet`` assets of the
-      Dagster graph (with their checks), one ``dagster.materialize()`` run per
-      (date, model) cell of the day, in-process on an ephemeral instance, with
-      the project's resources (source = the Postgres URL, warehouse = a
-      temporary folder, redaction on).
+      Dagster graph (with their checks; one ``extract_cell`` multi-asset step
+      that writes raw and stages consented in one pass), one
+      ``dagster.materialize()`` run per (date, model) cell of the day,
+      in-process on an ephemeral instance, with the project's resources
+      (source = the Postgres URL, warehouse = a temporary folder, redaction on).
   (b') ``ours-lib``: the same lib functions the assets call, without Dagster.
   (c) ``ours-direct``: the baseline's work done our way, for comparison only:
       consented, deduplicated, redacted rows straight from the source into

@@ -23,11 +23,12 @@ machine's cores.
 
 Note what each path does. (a) reads only the day's rows with
 ``user_consent = true`` and an output, and writes them once (snappy).
-(b) reads every row of the day, writes all of them to ``raw-traces``
-(consent=true|false|unknown), reads them back, keeps granted consent from
-every rule (column, tag, metadata key), drops empty responses and
-duplicates, redacts PII and writes ``langfuse-traces`` (zstd) — both datasets
-carry the normalized ``messages`` column too — and runs the assets' checks.
+(b) reads every row of the day once, writes all of them to ``raw-traces``
+(consent=true|false|unknown; ``messages`` that only repeat prompt and
+response stored as null) and, from the same batches on another thread, keeps
+granted consent from every rule (column, tag, metadata key), drops empty
+responses and duplicates, redacts PII and writes ``langfuse-traces`` (zstd,
+with ``messages`` whole), and runs the assets' checks.
 """
 
 from __future__ import annotations

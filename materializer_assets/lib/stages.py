@@ -90,9 +90,20 @@ class ConsentedStats:
 
 
 def split_by_consent(batch: pa.RecordBatch) -> Mapping[str, pa.RecordBatch]:
-    """Route rows to ``consent=true|false|unknown`` sub-folders."""
-    states = consent_state(batch)
-    return {f"consent={state}": batch.filter(pc.equal(states, state)) for state in ("true", "false", "unknown")}
+    """Route rows to ``consent=true|false|unknown`` sub-folders (the states of
+    :func:`~.consent.consent_state`, from boolean masks: no per-row strings)."""
+    consent = batch.column("consent")
+    masks = {
+        "consent=true": pc.fill_null(consent, False),
+        "consent=false": pc.fill_null(pc.invert(consent), False),
+        "consent=unknown": pc.is_null(consent),
+    }
+    parts = {}
+    for subpath, mask in masks.items():
+        rows = pc.sum(mask).as_py() or 0
+        # A batch of one state is routed whole, without copying its text.
+        parts[subpath] = batch if rows == batch.num_rows else batch.filter(mask) if rows else batch.slice(0, 0)
+    return parts
 
 
 def _value_counts(array: pa.Array) -> dict:
