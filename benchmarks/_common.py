@@ -434,11 +434,12 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
             raw = CellAddress("raw-traces", day.isoformat(), slug)
             consented_address = CellAddress("langfuse-traces", day.isoformat(), slug)
             cell = reader.read_cell(day, slug)
-            raw_batches = raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats())
             from materializer_assets.lib import stages as stages_module
 
-            if hasattr(stages_module, "raw_archive_form"):
-                raw_batches = stages_module.raw_archive_form(raw_batches)
+            if hasattr(stages_module, "raw_archive_form"):  # the reader's thread does the policy and compaction too
+                raw_batches = read_ahead(stages_module.raw_archive_form(raw_stage(cell.batches, ConsentPolicy(), RawStats())))
+            else:
+                raw_batches = raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats())
             if one_pass:
                 from materializer_assets.lib.stages import consented_stage
 

@@ -175,7 +175,8 @@ def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, s
     stats = RawStats()
     # Messages that only repeat prompt and response are stored as null in raw; consented_stage
     # (alongside, or later from raw) derives them again from the redacted prompt and response.
-    batches = raw_archive_form(raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats))
+    # On the reader's thread too: the consent policy and the compaction, so this thread only routes and writes.
+    batches = read_ahead(raw_archive_form(raw_stage(cell.batches, policy, stats)), name="source-reader")
     stream = CellStream(
         alongside.feed(batches) if alongside is not None else batches,
         NORMALIZED_SCHEMA,
