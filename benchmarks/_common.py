@@ -21,10 +21,11 @@ Paths.
       ``pq.write_table(compression='snappy')`` per model (to a local folder
       instead of S3, for both paths).
   (b) ``ours``: the real ``raw_traces`` + ``consented_parquet`` assets of the
-      Dagster graph (with their checks), one ``dagster.materialize()`` run per
-      (date, model) cell of the day, in-process on an ephemeral instance, with
-      the project's resources (source = the Postgres URL, warehouse = a
-      temporary folder, redaction on).
+      Dagster graph (with their checks; one ``extract_cell`` multi-asset step
+      that writes raw and stages consented in one pass), one
+      ``dagster.materialize()`` run per (date, model) cell of the day,
+      in-process on an ephemeral instance, with the project's resources
+      (source = the Postgres URL, warehouse = a temporary folder, redaction on).
   (b') ``ours-lib``: the same lib functions the assets call, without Dagster.
   (c) ``ours-direct``: the baseline's work done our way, for comparison only:
       consented, deduplicated, redacted rows straight from the source into
@@ -405,7 +406,10 @@ def _step_seconds(instance, run_id: str) -> dict[str, float]:
 
 
 def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
-    """The same work through the lib functions the assets call, without Dagster."""
+    """The same work through the lib functions the assets call, without Dagster: raw written
+    while consented is staged from the same batches alongside it (as ``extract_cell`` does),
+    or, with code from before the one-pass multi-asset, consented made from raw read back."""
+    from materializer_assets.lib import lake as lake_module
     from materializer_assets.lib.consent import ConsentPolicy
     from materializer_assets.lib.lake import CellAddress, ParquetLake, read_ahead
     from materializer_assets.lib.redaction import Redactor
@@ -421,6 +425,7 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
     )
     from materializer_assets.lib.storage import resolve
 
+    one_pass = hasattr(lake_module, "StageAlongside")
     started = time.perf_counter()
     lake = ParquetLake(resolve(str(out_dir)))
     redactor = Redactor()
@@ -429,19 +434,39 @@ def run_ours_lib(url: str, day: date, out_dir: Path) -> dict:
     with PostgresTraceReader(url) as reader:
         for slug in slugs:
             raw = CellAddress("raw-traces", day.isoformat(), slug)
+            consented_address = CellAddress("langfuse-traces", day.isoformat(), slug)
             cell = reader.read_cell(day, slug)
-            written = lake.write_cell(
-                raw, raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats()), NORMALIZED_SCHEMA, split=split_by_consent
-            )
+            from materializer_assets.lib import stages as stages_module
+
+            if hasattr(stages_module, "raw_archive_form"):  # the reader's thread does the policy and compaction too
+                raw_batches = read_ahead(stages_module.raw_archive_form(raw_stage(cell.batches, ConsentPolicy(), RawStats())))
+            else:
+                raw_batches = raw_stage(read_ahead(cell.batches), ConsentPolicy(), RawStats())
+            if one_pass:
+                from materializer_assets.lib.stages import consented_stage
+
+                alongside = lake_module.StageAlongside(
+                    lambda batches: lake.stage_cell(
+                        consented_stage(batches, None, redactor, ConsentedStats()),
+                        NORMALIZED_SCHEMA,
+                        split=lambda batch: {"consent=true": batch},
+                        guard=require_granted,
+                    )
+                )
+                raw_batches = alongside.feed(raw_batches)
+            written = lake.write_cell(raw, raw_batches, NORMALIZED_SCHEMA, split=split_by_consent)
             rows_read += written.rows
-            consented = consented_from_raw(lake.open_cell(raw), ConsentPolicy(), redactor, ConsentedStats())
-            written = lake.write_cell(
-                CellAddress("langfuse-traces", day.isoformat(), slug),
-                consented,
-                NORMALIZED_SCHEMA,
-                split=lambda batch: {"consent=true": batch},
-                guard=require_granted,
-            )
+            if one_pass:
+                written = lake.publish_staged(consented_address, alongside.result())
+            else:
+                consented = consented_from_raw(lake.open_cell(raw), ConsentPolicy(), redactor, ConsentedStats())
+                written = lake.write_cell(
+                    consented_address,
+                    consented,
+                    NORMALIZED_SCHEMA,
+                    split=lambda batch: {"consent=true": batch},
+                    guard=require_granted,
+                )
             rows_written += written.rows
     elapsed = time.perf_counter() - started
     return {"seconds": elapsed, "rows_read": rows_read, "rows_written": rows_written, "cells": len(slugs)}
@@ -618,7 +643,7 @@ def mb(nbytes: float) -> str:
 
 def describe(m: Measurement, day_rows: int) -> str:
     return (
-        f"{m.path:9s} {m.seconds:7.2f} s  {day_rows / m.seconds:9,.0f} rows/s  peak RSS {mb(m.peak_rss_bytes):>9s}  "
+        f"{m.path:14s} {m.seconds:7.2f} s  {day_rows / m.seconds:9,.0f} rows/s  peak RSS {mb(m.peak_rss_bytes):>9s}  "
         f"CPU {m.cpu_seconds:6.1f} s  process {m.process_seconds:6.2f} s  rows written {m.rows_written:,}"
     )
 
@@ -648,7 +673,8 @@ def print_iceberg_share(summary: dict) -> None:
     steps = summary.get("step_seconds") or {}
     if "iceberg_table" not in steps:
         return
-    extraction = steps.get("raw_traces", 0.0) + steps.get("consented_parquet", 0.0)
+    # One step (the extract_cell multi-asset) makes both; before it, a step each.
+    extraction = steps.get("extract_cell", 0.0) + steps.get("raw_traces", 0.0) + steps.get("consented_parquet", 0.0)
     print(
         f"iceberg_table: {steps['iceberg_table']:.2f} s over the day's cells vs {extraction:.2f} s for "
         f"raw_traces + consented_parquet: +{steps['iceberg_table'] / extraction * 100:.1f}% (target ≤ 20%)"
@@ -680,12 +706,12 @@ def print_encode_floor(summaries: dict[str, dict], cores: int) -> None:
 
 def print_table(summaries: dict[str, dict], title: str) -> None:
     print(title)
-    header = f"{'path':16s} {'time s':>8s} {'rows/s':>10s} {'peak RSS':>10s} {'CPU s':>7s} {'process s':>10s} {'rows out':>10s} {'Parquet':>10s}"
+    header = f"{'path':18s} {'time s':>8s} {'rows/s':>10s} {'peak RSS':>10s} {'CPU s':>7s} {'process s':>10s} {'rows out':>10s} {'Parquet':>10s}"
     print(header)
     print("-" * len(header))
     for path, s in summaries.items():
         print(
-            f"{LABELS.get(path, path):16s} {s['seconds']:8.2f} {s['rows_per_second']:10,.0f} {mb(s['peak_rss_bytes']):>10s} "
+            f"{LABELS.get(path, path):18s} {s['seconds']:8.2f} {s['rows_per_second']:10,.0f} {mb(s['peak_rss_bytes']):>10s} "
             f"{s['cpu_seconds']:7.1f} {s['process_seconds']:10.2f} {s['rows_written']:10,} {mb(s['bytes_written']):>10s}"
         )
 

@@ -14,18 +14,21 @@ ratios, and what ``iceberg_table`` adds to the cells' time (``ours-iceberg``:
 the same runs with the Iceberg asset, timed per step). ``--paths`` adds
 ``ours-lib`` (the same lib functions without Dagster) and ``ours-direct``
 (consented rows straight from the source, no raw dataset: the baseline's
-work done our way, for comparison). ``encode-floor`` times only the Parquet
+work done our way, for comparison). ``--before-code DIR`` measures the ``ours*``
+paths a second time with the code of DIR (e.g. the commit before a change), in
+the same rounds, so a before/after comparison shares the machine's load. ``encode-floor`` times only the Parquet
 encoding of the files (b) writes, on one thread, and prints the best ratio
 against the baseline that any (b) writing those bytes could reach on this
 machine's cores.
 
 Note what each path does. (a) reads only the day's rows with
 ``user_consent = true`` and an output, and writes them once (snappy).
-(b) reads every row of the day, writes all of them to ``raw-traces``
-(consent=true|false|unknown), reads them back, keeps granted consent from
-every rule (column, tag, metadata key), drops empty responses and
-duplicates, redacts PII and writes ``langfuse-traces`` (zstd) — both datasets
-carry the normalized ``messages`` column too — and runs the assets' checks.
+(b) reads every row of the day once, writes all of them to ``raw-traces``
+(consent=true|false|unknown; ``messages`` that only repeat prompt and
+response stored as null) and, from the same batches on another thread, keeps
+granted consent from every rule (column, tag, metadata key), drops empty
+responses and duplicates, redacts PII and writes ``langfuse-traces`` (zstd,
+with ``messages`` whole), and runs the assets' checks.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="baseline,ours,ours-iceberg,encode-floor",
         help="comma list of baseline, ours (Dagster), ours-iceberg (ours + iceberg_table), ours-lib, ours-direct, "
         "encode-floor (only the Parquet encoding of what ours writes) (default baseline,ours,ours-iceberg,encode-floor)",
+    )
+    parser.add_argument(
+        "--before-code", type=Path, action="append", default=[],
+        help="also measure the ours* paths with the materializer_assets of this folder (e.g. "
+        "`git archive <commit> | tar -x -C DIR`), in the same rounds, as '<path>@<folder name>'; repeatable",
     )
     common.add_common_arguments(parser, database="materializer_bench_extract", rounds=3)
     args = parser.parse_args(argv)
@@ -77,13 +85,17 @@ def _run(args: argparse.Namespace) -> int:
     day_rows = common.rows_on(url, day)
     print(f"measured day: {day} ({day_rows:,} rows); {args.rounds} round(s), each path in its own process\n")
 
-    results: dict[str, list[common.Measurement]] = {path: [] for path in args.paths}
+    runs = [(path, path, args.code) for path in args.paths]
+    for folder in args.before_code:
+        runs += [(f"{path}@{folder.name}", path, folder) for path in args.paths if path.startswith("ours")]
+    results: dict[str, list[common.Measurement]] = {name: [] for name, _, _ in runs}
     for round_number in range(args.rounds):
         # a b, then b a: neither path always runs first on a warming or cooling machine.
-        order = args.paths if round_number % 2 == 0 else list(reversed(args.paths))
-        for path in order:
-            measurement = common.measure(path, url, day, code=args.code)
-            results[path].append(measurement)
+        order = runs if round_number % 2 == 0 else list(reversed(runs))
+        for name, path, code in order:
+            measurement = common.measure(path, url, day, code=code)
+            measurement.path = name
+            results[name].append(measurement)
             print(f"round {round_number + 1}/{args.rounds}  {common.describe(measurement, day_rows)}", flush=True)
 
     print()
@@ -93,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         common.print_iceberg_share(summary)
     if "baseline" in summaries:
         base = summaries["baseline"]
-        for path in args.paths:
+        for path in results:
             if path in ("baseline", "encode-floor"):
                 continue
             ours = summaries[path]

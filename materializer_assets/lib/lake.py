@@ -145,13 +145,37 @@ class CellStream:
     ``published`` so the asset can check what actually landed.
     """
 
-    batches: Iterator[pa.RecordBatch]
+    batches: "Iterator[pa.RecordBatch] | StagedCell"  # a StagedCell is published as it is
     schema: pa.Schema
     split: "Splitter | None" = None
     guard: "Guard | None" = None
     describe: Callable[[], dict] | None = None
     written: "CellWriteResult | None" = None
     published: ds.Dataset | None = None
+
+
+@dataclass
+class StagedCell:
+    """A cell version written under ``_staging/`` but not published yet (:meth:`ParquetLake.stage_cell`).
+
+    :meth:`ParquetLake.publish_staged` (or ``write_cell`` given this instead of
+    batches) makes it the cell's live version; :meth:`discard` drops it.
+    """
+
+    lake: "ParquetLake"
+    token: str
+    staging: str
+    files: list[str]
+    rows_by_subpath: dict[str, int]
+    schema: pa.Schema
+    fixed_subpaths: tuple[str, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_subpath.values())
+
+    def discard(self) -> None:
+        self.lake._delete_dir(self.staging)
 
 
 @dataclass
@@ -273,7 +297,7 @@ class ParquetLake:
     def write_cell(
         self,
         address: CellAddress,
-        batches: Iterable[pa.RecordBatch],
+        batches: "Iterable[pa.RecordBatch] | StagedCell",
         schema: pa.Schema,
         split: Splitter | None = None,
         guard: Guard | None = None,
@@ -282,8 +306,21 @@ class ParquetLake:
 
         ``split`` routes each batch's rows to sub-folders (``consent=true`` …);
         ``guard`` sees every batch before it is written and raises to abort
-        the whole cell (nothing is published then).
+        the whole cell (nothing is published then). ``batches`` may also be a
+        :class:`StagedCell` written earlier (:meth:`stage_cell`, e.g. on a
+        thread alongside another cell): it is published as it is.
         """
+        staged = batches if isinstance(batches, StagedCell) else self.stage_cell(batches, schema, split, guard)
+        return self.publish_staged(address, staged)
+
+    def stage_cell(
+        self,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        split: Splitter | None = None,
+        guard: Guard | None = None,
+    ) -> "StagedCell":
+        """Write a stream of batches under ``_staging/`` without publishing it (see :meth:`write_cell`)."""
         token = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         staging = posixpath.join(self.root.path, STAGING_DIR, token)
         self._make_dir(staging)
@@ -330,15 +367,27 @@ class ParquetLake:
             _abort(background, writers)
             self._delete_dir(staging)
             raise
-        files = [relative for writer in writers.values() for relative in writer.files]
-        rows_by_subpath = {writer.subpath: writer.rows for writer in writers.values()}
+        return StagedCell(
+            lake=self,
+            token=token,
+            staging=staging,
+            files=[relative for writer in writers.values() for relative in writer.files],
+            rows_by_subpath={writer.subpath: writer.rows for writer in writers.values()},
+            schema=schema,
+            fixed_subpaths=tuple(getattr(split, "subpaths", ())),
+        )
+
+    def publish_staged(self, address: CellAddress, staged: "StagedCell") -> CellWriteResult:
+        """Publish a staged cell as the new version of ``address``; its staging folder is removed."""
+        if staged.lake.root.uri != self.root.uri:
+            raise ValueError(f"a cell staged under {staged.lake.root.uri} cannot be published under {self.root.uri}")
         try:
-            result = self._publish(
-                address, token, staging, files, rows_by_subpath, schema, tuple(getattr(split, "subpaths", ()))
+            return self._publish(
+                address, staged.token, staged.staging, staged.files, staged.rows_by_subpath, staged.schema,
+                staged.fixed_subpaths,
             )
         finally:
-            self._delete_dir(staging)
-        return result
+            staged.discard()
 
     def _publish(
         self,
@@ -492,6 +541,93 @@ def iter_batches(dataset: ds.Dataset, columns: list[str] | None = None, batch_si
 
 
 T = TypeVar("T")
+
+
+class _Abandoned(Exception):
+    """The main stream stopped early: the cell staged alongside it must not be kept."""
+
+
+class StageAlongside:
+    """A second cell staged on a thread of its own from the batches of a main stream.
+
+    ``stage`` gets an iterator of the batches :meth:`feed` passes on (after
+    transforming them as it likes) and returns a :class:`StagedCell`; it runs
+    while the caller writes the main stream, so both cells are encoded at
+    once and the main cell is never read back. The queue between them holds
+    ``depth`` batches: memory stays bounded, and the slower side sets the pace.
+    If ``stage`` fails, the main stream goes on alone and :meth:`result`
+    raises its error; if the main stream stops early, the staged cell is dropped.
+    """
+
+    _END = object()
+
+    def __init__(self, stage: Callable[[Iterator[pa.RecordBatch]], StagedCell], depth: int = 2, name: str = "stage-alongside"):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._staged: StagedCell | None = None
+        self._error: BaseException | None = None
+        self._abandoned = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(stage,), name=name, daemon=True)
+        self._thread.start()
+
+    def _items(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self._queue.get()
+            if self._abandoned.is_set():
+                raise _Abandoned()
+            if item is self._END:
+                return
+            yield item
+
+    def _run(self, stage: Callable[[Iterator[pa.RecordBatch]], StagedCell]) -> None:
+        try:
+            staged = stage(self._items())
+            if self._abandoned.is_set():
+                staged.discard()
+            else:
+                self._staged = staged
+        except BaseException as exc:  # handed to result(); the producer stops feeding
+            self._error = exc
+
+    def _put(self, item: object) -> None:
+        while self._error is None and self._thread.is_alive():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def feed(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches`` unchanged, each also handed to the staged cell; the end of
+        ``batches`` ends that cell's input too."""
+        completed = False
+        try:
+            for batch in batches:
+                self._put(batch)
+                yield batch
+            completed = True
+        finally:
+            if not completed:
+                self._abandoned.set()
+            self._put(self._END)
+
+    def result(self) -> StagedCell:
+        """The staged cell, once the main stream was consumed; raises what staging raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._staged is None:
+            raise RuntimeError("the stream feeding the staged cell stopped before its end")
+        return self._staged
+
+    def discard(self) -> None:
+        """Drop the staged cell (e.g. the main cell failed its checks)."""
+        self._abandoned.set()
+        self._put(self._END)
+        self._thread.join()
+        if self._staged is not None:
+            self._staged.discard()
+            self._staged = None
+
 
 
 @dataclass

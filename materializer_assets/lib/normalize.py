@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .consent import consent_from_record
-from .schema import NORMALIZED_SCHEMA
+from .schema import MESSAGE_TYPE, NORMALIZED_SCHEMA
 from .slugs import model_slug
 
 # Rejection reasons (the keys of the counts in asset metadata).
@@ -549,3 +551,126 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     return start, start + timedelta(days=1)
+
+
+# ---------------------------------------------------------------- derived messages
+
+
+def messages_array(prompt: pa.Array, response: pa.Array) -> pa.Array:
+    """``[user(prompt), assistant(response)]`` per row; no assistant where response is null."""
+    rows = len(prompt)
+    has_response = response.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(1 + has_response.astype(np.int32), out=offsets[1:])
+    # Slots index into concat(prompt, response): row i's user slot is i, its
+    # assistant slot rows + i; assistant slots of rows without a response go.
+    row_numbers = np.arange(rows, dtype=np.int64)
+    slots = np.empty(2 * rows, dtype=np.int64)
+    slots[0::2], slots[1::2] = row_numbers, row_numbers + rows
+    if not has_response.all():
+        keep = np.ones(2 * rows, dtype=bool)
+        keep[1::2] = has_response
+        slots = slots[keep]
+    contents = pa.concat_arrays([prompt.cast(pa.string()), response.cast(pa.string())]).take(slots)
+    roles = pa.array(["user", "assistant"], pa.string()).take((slots >= rows).astype(np.int8))
+    no_text = pa.nulls(len(slots), pa.string())
+    values = pa.StructArray.from_arrays([roles, contents, no_text, no_text], fields=list(MESSAGE_TYPE))
+    return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(MESSAGE_TYPE))
+
+
+# Schema metadata of a batch whose reader built every ``messages`` with messages_array
+# (the Postgres reader): compact_messages then needs no comparison.
+MESSAGES_DERIVED = {b"materializer.messages": b"messages_array(prompt, response)"}
+
+
+def _derivable_rows(batch: pa.RecordBatch) -> np.ndarray | None:
+    """Rows whose ``messages`` is exactly :func:`messages_array` of their prompt and response."""
+    messages, prompt, response = (batch.column(name) for name in ("messages", "prompt", "response"))
+    if messages.type != pa.list_(MESSAGE_TYPE) or batch.num_rows == 0:
+        return None
+    metadata = batch.schema.metadata or {}
+    if all(metadata.get(key) == value for key, value in MESSAGES_DERIVED.items()):
+        return messages.is_valid().to_numpy(zero_copy_only=False)
+    offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
+    has_response = response.is_valid().to_numpy(zero_copy_only=False)
+    shaped = np.diff(offsets) == 1 + has_response  # user (+ assistant) messages, as messages_array makes
+    if messages.null_count:
+        shaped &= messages.is_valid().to_numpy(zero_copy_only=False)
+    if not shaped.any():
+        return None
+    values = messages.values.slice(messages.offsets[0].as_py())
+    rows = np.flatnonzero(shaped)
+    same = np.ones(len(rows), dtype=bool)
+    # the user message of each shaped row, then the assistant message of those with a response
+    for turn, role, text, of in ((0, "user", prompt, rows), (1, "assistant", response, rows[has_response[rows]])):
+        if not len(of):
+            continue
+        aligned = len(of) == batch.num_rows and turn == 0 and len(values) == batch.num_rows
+        picked = values if aligned else values.take(pa.array(offsets[of] + turn))
+        text = text if len(of) == batch.num_rows else text.take(pa.array(of))
+        ok = pc.and_(
+            pc.and_(pc.fill_null(pc.equal(picked.field("role"), role), False), picked.is_valid()),
+            pc.and_(
+                pc.fill_null(pc.equal(picked.field("content"), text.cast(pa.string())), False),
+                pc.and_(picked.field("tool_calls").is_null(), picked.field("name").is_null()),
+            ),
+        ).to_numpy(zero_copy_only=False)
+        if turn == 0:
+            same &= ok
+        else:
+            same[np.searchsorted(rows, of)] &= ok
+    derivable = np.zeros(batch.num_rows, dtype=bool)
+    derivable[rows[same]] = True
+    return derivable
+
+
+def compact_messages(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with ``messages`` null where it is derivable from ``prompt`` and ``response``
+    (:func:`messages_array`): the raw archive does not store that text twice. A batch
+    whose schema carries :data:`MESSAGES_DERIVED` (its reader built them so) is
+    compacted without comparing texts; other batches row by row.
+
+    :func:`restore_messages` puts them back. Normalized rows always have
+    messages, so a null there means "derived"."""
+    rows = _derivable_rows(batch)
+    metadata = batch.schema.metadata or {}
+    if any(key in metadata for key in MESSAGES_DERIVED):  # true of the rows written here only
+        batch = batch.replace_schema_metadata({k: v for k, v in metadata.items() if k not in MESSAGES_DERIVED} or None)
+    if rows is None or not rows.any():
+        return batch
+    messages = batch.column("messages")
+    if rows.all():
+        compacted = pa.nulls(batch.num_rows, messages.type)
+    else:
+        keep = ~rows
+        offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
+        lengths = np.diff(offsets) * keep
+        new_offsets = np.zeros(batch.num_rows + 1, dtype=np.int32)
+        np.cumsum(lengths, out=new_offsets[1:])
+        positions = np.concatenate(
+            [np.arange(start, end) for start, end, kept in zip(offsets[:-1], offsets[1:], keep) if kept]
+        )
+        values = messages.values.slice(messages.offsets[0].as_py()).take(pa.array(positions, pa.int64()))
+        compacted = pa.ListArray.from_arrays(
+            pa.array(new_offsets), values, type=messages.type, mask=pa.array(rows)
+        )
+    index = batch.schema.get_field_index("messages")
+    return batch.set_column(index, batch.schema.field(index), compacted)
+
+
+def restore_messages(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """:func:`compact_messages` undone: null ``messages`` derived from ``prompt`` and ``response``."""
+    if "messages" not in batch.schema.names:
+        return batch
+    messages = batch.column("messages")
+    if messages.null_count == 0:
+        return batch
+    index = batch.schema.get_field_index("messages")
+    derived = messages_array(batch.column("prompt"), batch.column("response")).cast(messages.type)
+    if messages.null_count == batch.num_rows:
+        restored = derived
+    else:
+        nulls = messages.is_null().to_numpy(zero_copy_only=False)
+        picks = np.arange(batch.num_rows) + nulls * batch.num_rows
+        restored = pa.concat_arrays([messages, derived]).take(pa.array(picks))
+    return batch.set_column(index, batch.schema.field(index), restored)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -450,12 +450,36 @@ class Redactor:
     def redact_batch(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, collections.Counter]:
         """The batch with its configured text columns redacted, same schema;
         configured columns the batch does not have are skipped."""
+        batches, counts = self.redact_batches([batch])
+        return batches[0], counts
+
+    def placeholder_gains(self, original: pa.Array, redacted: pa.Array, rows: pa.Array | None = None) -> collections.Counter:
+        """Placeholders that ``redacted`` has more than ``original`` (same length), over
+        ``rows`` (a boolean mask) or all rows: what redacting those values counts."""
+        counts: collections.Counter = collections.Counter()
+        changed = pc.fill_null(pc.not_equal(redacted, original), False)
+        if rows is not None:
+            changed = pc.and_(changed, rows)
+        if not pc.any(changed).as_py():
+            return counts
+        redacted, original = redacted.filter(changed), original.filter(changed)
+        for entity in self.config.entities:
+            marker = placeholder(entity)
+            counts[entity] += _placeholder_total(redacted, marker) - _placeholder_total(original, marker)
+        return counts
+
+    def redact_batches(self, batches: list[pa.RecordBatch]) -> tuple[list[pa.RecordBatch], collections.Counter]:
+        """:meth:`redact_batch` of each batch, in one pass of the engine over all their text.
+
+        A message whose content equals its row's ``prompt`` (first message) or
+        ``response`` (last message), as in every single-turn trace, is not
+        scanned again: it gets the redacted prompt or response, and its
+        placeholders are counted as if it had been scanned.
+        """
         counts = self._empty_counts()
         if not self.config.enabled:
-            return batch, counts
-
-        names = [name for name in batch.schema.names if name in self.config.columns]
-        # All text of the batch goes through the engine in one array: pyarrow
+            return list(batches), counts
+        # All text of the batches goes through the engine in one array: pyarrow
         # compiles each regex anew per call, and RE2 rebuilds its DFA lazily
         # from scratch each time, so many small calls cost far more than one.
         pieces: list[pa.Array] = []
@@ -464,10 +488,21 @@ class Redactor:
             pieces.append(array)
             return array
 
-        for name in names:
-            _redact_column(batch.column(name), collect)
+        plans = []
+        for batch in batches:
+            # messages last: its reused contents come from the redacted prompt and response
+            names = sorted(
+                (name for name in batch.schema.names if name in self.config.columns), key=lambda name: name == "messages"
+            )
+            reuse = _MessageReuse.plan(batch, names)
+            plans.append((names, reuse))
+            for name in names:
+                if name == "messages" and reuse is not None:
+                    _redact_column(batch.column(name), reuse.collector(collect))
+                else:
+                    _redact_column(batch.column(name), collect)
         if not pieces:
-            return batch, counts
+            return list(batches), counts
         combined = pa.concat_arrays([piece.cast(pa.large_string()) for piece in pieces])
         redacted, found = self._engine.redact_strings(combined)
         counts.update(found)
@@ -476,8 +511,113 @@ class Redactor:
             redacted.slice(start, end - start).cast(piece.type)
             for piece, start, end in zip(pieces, offsets[:-1], offsets[1:])
         )
-        columns = list(batch.columns)
-        for name in names:
-            index = batch.schema.get_field_index(name)
-            columns[index] = _redact_column(batch.column(index), lambda _: next(replacements))
-        return pa.RecordBatch.from_arrays(columns, schema=batch.schema), counts
+        out = []
+        for batch, (names, reuse) in zip(batches, plans):
+            columns = list(batch.columns)
+            for name in names:
+                index = batch.schema.get_field_index(name)
+                if name == "messages" and reuse is not None:
+                    prompt = columns[batch.schema.get_field_index("prompt")]
+                    response = columns[batch.schema.get_field_index("response")]
+                    columns[index] = _redact_column(batch.column(index), reuse.replacer(replacements, prompt, response))
+                    counts.update(reuse.reused_counts(prompt, response, self))
+                else:
+                    columns[index] = _redact_column(batch.column(index), lambda _: next(replacements))
+            out.append(pa.RecordBatch.from_arrays(columns, schema=batch.schema))
+        return out, counts
+
+
+class _MessageReuse:
+    """Which message contents of a batch equal their row's prompt (first message) or
+    response (last message), so the engine scans them once (see Redactor.redact_batches)."""
+
+    def __init__(self, batch: pa.RecordBatch, first_rows, last_rows, from_prompt, from_response, content_call: int) -> None:
+        self.batch = batch
+        self.content_call = content_call  # which of the struct's text fields _redact_column visits as content
+        self.first_rows, self.last_rows = first_rows, last_rows  # rows whose first / last message is reused
+        self.from_prompt, self.from_response = from_prompt, from_response  # masks over the content values
+        self.reused = np.logical_or(from_prompt, from_response)
+
+    @classmethod
+    def plan(cls, batch: pa.RecordBatch, names: list[str]) -> "_MessageReuse | None":
+        if not {"messages", "prompt", "response"} <= set(names):
+            return None
+        messages = batch.column("messages")
+        kind = messages.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
+            return None
+        if kind.value_type.get_field_index("content") < 0:
+            return None
+        prompt, response = batch.column("prompt"), batch.column("response")
+        if not all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in (prompt, response)):
+            return None
+        offsets = pc.subtract(messages.offsets, messages.offsets[0]).to_numpy(zero_copy_only=False)
+        lengths = np.diff(offsets)
+        if messages.null_count:
+            lengths = np.where(messages.is_null().to_numpy(zero_copy_only=False), 0, lengths)
+        rows = np.flatnonzero(lengths > 0)
+        content = _list_child_range(messages).field(kind.value_type.get_field_index("content"))
+        if len(rows) == 0 or content.type != prompt.type or content.type != response.type:
+            return None
+        first, last = offsets[:-1][rows], offsets[1:][rows] - 1
+
+        def equal_at(positions: np.ndarray, column: pa.Array) -> np.ndarray:
+            values = column if len(rows) == len(column) else column.take(pa.array(rows))
+            same = pc.fill_null(pc.equal(content.take(pa.array(positions)), values), False)
+            return same.to_numpy(zero_copy_only=False)
+
+        first_same = equal_at(first, prompt)
+        last_same = np.logical_and(equal_at(last, response), last != first)
+        from_prompt = np.zeros(len(content), dtype=bool)
+        from_prompt[first[first_same]] = True
+        from_response = np.zeros(len(content), dtype=bool)
+        from_response[last[last_same]] = True
+        if not (first_same.any() or last_same.any()):
+            return None
+        text_fields = [field.name for field in kind.value_type if field.name in MESSAGE_TEXT_FIELDS]
+        return cls(batch, rows[first_same], rows[last_same], from_prompt, from_response, text_fields.index("content"))
+
+    def _content_hook(self, on_content: Callable[[pa.Array], pa.Array], on_other: StringRedactor) -> StringRedactor:
+        # _redact_column visits a message struct's text fields in the struct's order.
+        calls = iter(range(len(MESSAGE_TEXT_FIELDS)))
+
+        def hook(array: pa.Array) -> pa.Array:
+            return on_content(array) if next(calls) == self.content_call else on_other(array)
+
+        return hook
+
+    def collector(self, collect: StringRedactor) -> StringRedactor:
+        def on_content(content: pa.Array) -> pa.Array:
+            collect(content.filter(pa.array(~self.reused)))
+            return content
+
+        return self._content_hook(on_content, collect)
+
+    def replacer(self, replacements: Iterator[pa.Array], prompt: pa.Array, response: pa.Array) -> StringRedactor:
+        def on_content(content: pa.Array) -> pa.Array:
+            scanned = next(replacements)
+            result = pc.replace_with_mask(content, pa.array(~self.reused), scanned)
+            if self.from_prompt.any():
+                result = pc.replace_with_mask(
+                    result, pa.array(self.from_prompt), prompt.take(pa.array(self.first_rows)).cast(content.type)
+                )
+            if self.from_response.any():
+                result = pc.replace_with_mask(
+                    result, pa.array(self.from_response), response.take(pa.array(self.last_rows)).cast(content.type)
+                )
+            return result
+
+        return self._content_hook(on_content, lambda _: next(replacements))
+
+    def reused_counts(self, prompt: pa.Array, response: pa.Array, redactor: "Redactor") -> collections.Counter:
+        """Placeholders the reused contents gained, as a scan of them would have counted."""
+        counts: collections.Counter = collections.Counter()
+        for redacted, original, rows in (
+            (prompt, self.batch.column("prompt"), self.first_rows),
+            (response, self.batch.column("response"), self.last_rows),
+        ):
+            if len(rows):
+                mask = np.zeros(len(original), dtype=bool)
+                mask[rows] = True
+                counts.update(redactor.placeholder_gains(original, redacted, pa.array(mask)))
+        return counts

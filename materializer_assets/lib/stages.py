@@ -25,6 +25,7 @@ import pyarrow.dataset as ds
 
 from .consent import ConsentPolicy, consent_state, granted_mask
 from .lake import iter_batches, read_ahead
+from .normalize import compact_messages, restore_messages
 
 if TYPE_CHECKING:
     from .redaction import Redactor
@@ -89,9 +90,20 @@ class ConsentedStats:
 
 
 def split_by_consent(batch: pa.RecordBatch) -> Mapping[str, pa.RecordBatch]:
-    """Route rows to ``consent=true|false|unknown`` sub-folders."""
-    states = consent_state(batch)
-    return {f"consent={state}": batch.filter(pc.equal(states, state)) for state in ("true", "false", "unknown")}
+    """Route rows to ``consent=true|false|unknown`` sub-folders (the states of
+    :func:`~.consent.consent_state`, from boolean masks: no per-row strings)."""
+    consent = batch.column("consent")
+    masks = {
+        "consent=true": pc.fill_null(consent, False),
+        "consent=false": pc.fill_null(pc.invert(consent), False),
+        "consent=unknown": pc.is_null(consent),
+    }
+    parts = {}
+    for subpath, mask in masks.items():
+        rows = pc.sum(mask).as_py() or 0
+        # A batch of one state is routed whole, without copying its text.
+        parts[subpath] = batch if rows == batch.num_rows else batch.filter(mask) if rows else batch.slice(0, 0)
+    return parts
 
 
 def _value_counts(array: pa.Array) -> dict:
@@ -107,6 +119,14 @@ def raw_stage(batches: Iterable[pa.RecordBatch], policy: ConsentPolicy, stats: R
         stats.by_consent.update(_value_counts(consent_state(batch)))
         stats.by_consent_source.update(_value_counts(batch.column("consent_source")))
         yield batch
+
+
+def raw_archive_form(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The rows as raw-traces stores them: ``messages`` null where it only repeats
+    ``prompt`` and ``response`` (:func:`~.normalize.compact_messages`); readers of a
+    raw cell get it back with :func:`~.normalize.restore_messages` (consented_stage does, after redaction)."""
+    for batch in batches:
+        yield compact_messages(batch)
 
 
 def identity_key(trace_id: str, observation_id: str | None) -> bytes:
@@ -160,17 +180,42 @@ def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> 
     stats.refused += pc.sum(pc.invert(consent)).as_py() or 0
 
 
+# Kept rows are redacted in groups of about this many bytes: each call of the
+# regex engine compiles its patterns again, which costs more than the scan of
+# a small source batch (a few hundred rows).
+REDACTION_GROUP_BYTES = 16 * 2**20
+
+
 def consented_stage(
     batches: Iterable[pa.RecordBatch],
-    policy: ConsentPolicy,
+    policy: ConsentPolicy | None,
     redactor: "Redactor | None",
     stats: ConsentedStats,
 ) -> Iterator[pa.RecordBatch]:
+    """``policy`` None: the batches went through it already (raw_stage of the same pass)."""
     seen = SeenKeys()
+    pending: list[pa.RecordBatch] = []
+    pending_bytes = 0
+
+    def release() -> Iterator[pa.RecordBatch]:
+        nonlocal pending, pending_bytes
+        group, pending, pending_bytes = pending, [], 0
+        if redactor is not None:
+            redacted, counts = redactor.redact_batches(group)
+            stats.redactions.update(counts)
+            for original, batch in zip(group, redacted):
+                stats.redactions.update(_derived_message_redactions(original, batch, redactor))
+            group = redacted
+        # Messages compacted in raw (or by raw_archive_form in the same pass) come back
+        # from the redacted prompt and response: that text is scanned once.
+        for batch in group:
+            yield restore_messages(batch)
+
     for batch in batches:
         stats.rows_in += batch.num_rows
-        batch, forgotten = policy.apply(batch)
-        stats.dropped[DROP_FORGOTTEN] += forgotten
+        if policy is not None:
+            batch, forgotten = policy.apply(batch)
+            stats.dropped[DROP_FORGOTTEN] += forgotten
         _count_refused_and_unknown(batch, stats)
         granted = granted_mask(batch)
 
@@ -192,11 +237,26 @@ def consented_stage(
             continue
         if len(rows) < batch.num_rows:
             batch = batch.take(rows)
-        if redactor is not None:
-            batch, counts = redactor.redact_batch(batch)
-            stats.redactions.update(counts)
         stats.consented += batch.num_rows
-        yield batch
+        pending.append(batch)
+        pending_bytes += batch.nbytes
+        if pending_bytes >= REDACTION_GROUP_BYTES:
+            yield from release()
+    if pending:
+        yield from release()
+
+
+def _derived_message_redactions(original: pa.RecordBatch, redacted: pa.RecordBatch, redactor: "Redactor") -> Counter:
+    """What redacting the messages that restore_messages derives would have counted:
+    the placeholders their prompt and response gained."""
+    counts: Counter = Counter()
+    if "messages" not in original.schema.names or not original.column("messages").null_count:
+        return counts
+    derived = original.column("messages").is_null()
+    for name in ("prompt", "response"):
+        if name in original.schema.names and name in redactor.config.columns:
+            counts.update(redactor.placeholder_gains(original.column(name), redacted.column(name), derived))
+    return counts
 
 
 # What counting a row that cannot be granted needs: the columns ConsentPolicy.apply reads.
@@ -253,6 +313,7 @@ def consented_from_raw(
     granted rows (:func:`consent_candidates`); the others are counted once the stream is
     consumed, so ``stats`` is complete then, and nothing of them is in memory meanwhile."""
     to_read, to_count = consent_candidates(raw, policy)
+    # Messages compacted in raw are restored by consented_stage, after redaction.
     yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), policy, redactor, stats)
     stats.rows_read_whole = stats.rows_in
     if to_count is not None:

@@ -7,6 +7,7 @@ import threading
 
 import boto3
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,6 +19,7 @@ from materializer_assets.lib.lake import (
     FixedSplit,
     ParquetLake,
     ParquetWriteOptions,
+    StageAlongside,
     iter_batches,
     read_ahead,
 )
@@ -253,3 +255,74 @@ def test_fixed_sub_folders_get_an_empty_file_and_keep_it_through_erasure(lake_ro
     manifest = lake.manifest(address)
     assert manifest["rows"] == 0 and sorted(f.split("/")[0] for f in manifest["files"]) == ["test", "train"]
     assert manifest["fixed_subpaths"] == ["train", "test"]
+
+
+def _raw_and_consented(lake: ParquetLake, batches, guard=None):
+    """raw written from ``batches`` while its consent=true rows are staged alongside (the ingest step's shape)."""
+    alongside = StageAlongside(
+        lambda stream: lake.stage_cell(
+            (b.filter(pc.equal(b.column("consent"), True)) for b in stream), RAW_SCHEMA, guard=guard
+        )
+    )
+    raw = lake.write_cell(RAW, alongside.feed(batches), RAW_SCHEMA, split=split_by_consent)
+    return raw, alongside
+
+
+RAW = CellAddress("raw-traces", "2026-04-18", "glm-5-32b")
+RAW_SCHEMA = make_batch(1).schema
+
+
+def test_a_cell_staged_alongside_is_written_during_the_main_one_and_published_later(lake_root):
+    lake = _lake(lake_root, row_group_rows=4)
+    batches = [make_batch(5, consent=True, prefix="a"), make_batch(3, consent=False, prefix="b"),
+               make_batch(2, consent=True, prefix="c")]
+    raw, alongside = _raw_and_consented(lake, iter(batches))
+    staged = alongside.result()
+    assert raw.rows == 10 and staged.rows == 7
+    with pytest.raises(CellNotMaterialized):  # staged, not published
+        lake.open_cell(ADDRESS)
+    result = lake.write_cell(ADDRESS, staged, RAW_SCHEMA)  # what the IO manager does with a staged cell
+    assert result.rows == 7 and len(_rows(lake)) == 7
+    assert not _all_files(lake, f"{lake.root.path}/_staging")
+
+
+def test_a_staged_cell_can_be_discarded(tmp_path):
+    lake = _lake(str(tmp_path))
+    raw, alongside = _raw_and_consented(lake, iter([make_batch(3, consent=True)]))
+    alongside.discard()
+    assert raw.rows == 3
+    assert not _all_files(lake, f"{lake.root.path}/_staging")
+    with pytest.raises(CellNotMaterialized):
+        lake.open_cell(ADDRESS)
+
+
+def test_a_failing_staged_cell_lets_the_main_cell_finish_and_raises_after(tmp_path):
+    lake = _lake(str(tmp_path))
+    batches = [make_batch(3, consent=True), make_batch(2, consent=None, prefix="u")] * 20
+
+    def no_unknown(batch):
+        if batch.column("consent").null_count:
+            raise ConsentViolation("unknown consent")
+
+    alongside = StageAlongside(lambda stream: lake.stage_cell(stream, RAW_SCHEMA, guard=no_unknown), depth=1)
+    raw = lake.write_cell(RAW, alongside.feed(iter(batches)), RAW_SCHEMA, split=split_by_consent)
+    assert raw.rows == 100
+    with pytest.raises(ConsentViolation):
+        alongside.result()
+    assert not _all_files(lake, f"{lake.root.path}/_staging")
+
+
+def test_when_the_main_cell_fails_the_staged_cell_is_dropped(tmp_path):
+    lake = _lake(str(tmp_path))
+
+    def failing_stream():
+        yield make_batch(4, consent=True)
+        raise ConnectionError("source went away")
+
+    alongside = StageAlongside(lambda stream: lake.stage_cell(stream, RAW_SCHEMA))
+    with pytest.raises(ConnectionError):
+        lake.write_cell(RAW, alongside.feed(failing_stream()), RAW_SCHEMA)
+    with pytest.raises(Exception):
+        alongside.result()
+    alongside.discard()
+    assert not _all_files(lake, f"{lake.root.path}/_staging")

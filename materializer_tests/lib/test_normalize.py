@@ -144,3 +144,68 @@ def test_rejection_examples_name_reason_and_location_but_never_quote_the_record(
     ]
     assert log.counts == {REJECT_BAD_MESSAGES: 1, REJECT_BAD_TIMESTAMP: 1} and log.unattributed == {REJECT_BAD_TIMESTAMP: 1}
     assert "alice@example.com" not in repr(log.examples) and "u-0012" not in repr(log.examples)
+
+
+def _single_turn_rows(count: int) -> list[dict]:
+    rows = []
+    for index in range(count):
+        (row,) = build_examples(
+            trace_id=f"t{index}",
+            observation_id=None,
+            timestamp="2026-04-18T12:00:00Z",
+            model="glm-5-32b",
+            messages=[{"role": "user", "content": f"question {index}"}],
+            output=None if index == 2 else {"role": "assistant", "content": f"answer {index}"},
+            source="test",
+            extracted_at=datetime(2026, 4, 19, tzinfo=timezone.utc),
+            options=ReadOptions(),
+        ) or [None]
+        rows.append(row)
+    return [row for row in rows if row is not None]
+
+
+def test_messages_derivable_from_prompt_and_response_are_compacted_and_restored():
+    import pyarrow as pa
+
+    from materializer_assets.lib.normalize import compact_messages, messages_array, restore_messages
+
+    rows = _single_turn_rows(4)
+    batch = pa.RecordBatch.from_pylist(rows, schema=NORMALIZED_SCHEMA)
+    assert batch.column("messages").equals(messages_array(batch.column("prompt"), batch.column("response")))
+    compacted = compact_messages(batch)
+    compacted.validate(full=True)
+    assert compacted.column("messages").null_count == batch.num_rows  # nothing of that text is kept
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()
+
+    # A row whose messages say more (a system prompt) keeps them; the others are compacted.
+    mixed = list(rows)
+    mixed[1] = {**rows[1], "messages": [{"role": "system", "content": "Be brief."}] + rows[1]["messages"]}
+    batch = pa.RecordBatch.from_pylist(mixed, schema=NORMALIZED_SCHEMA)
+    compacted = compact_messages(batch)
+    compacted.validate(full=True)
+    assert compacted.column("messages").is_null().to_pylist() == [True, False] + [True] * (batch.num_rows - 2)
+    assert compacted.column("messages")[1].as_py() == batch.column("messages")[1].as_py()
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()
+
+    # Same shape, other text (an edited assistant turn): only that row keeps its messages.
+    edited = list(rows)
+    edited[0] = {**rows[0], "messages": [rows[0]["messages"][0], {**rows[0]["messages"][1], "content": "other"}]}
+    batch = pa.RecordBatch.from_pylist(edited, schema=NORMALIZED_SCHEMA)
+    compacted = compact_messages(batch)
+    compacted.validate(full=True)
+    assert compacted.column("messages").is_null().to_pylist() == [False] + [True] * (batch.num_rows - 1)
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()
+    assert restore_messages(compacted.slice(1, 2)).to_pylist() == batch.slice(1, 2).to_pylist()
+
+
+def test_a_batch_whose_reader_derived_its_messages_is_compacted_without_comparing():
+    import pyarrow as pa
+
+    from materializer_assets.lib.normalize import MESSAGES_DERIVED, compact_messages, restore_messages
+
+    batch = pa.RecordBatch.from_pylist(_single_turn_rows(3), schema=NORMALIZED_SCHEMA)
+    marked = pa.RecordBatch.from_arrays(batch.columns, schema=NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED))
+    compacted = compact_messages(marked)
+    assert compacted.column("messages").null_count == 3
+    assert not (compacted.schema.metadata or {})  # the mark does not reach the files
+    assert restore_messages(compacted).to_pylist() == batch.to_pylist()

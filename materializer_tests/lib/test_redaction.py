@@ -617,3 +617,41 @@ print(redactor.config.engine, redactor.redact_text("mail bob@example.com")[0])
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["patterns", "mail", "<EMAIL>"]
+
+
+def test_messages_that_repeat_prompt_and_response_get_their_redaction_and_counts(redactor):
+    """Single-turn rows: the first message is the prompt, the last the response. They are
+    scanned once, yet the batch equals a redaction of every value on its own, counts included."""
+    texts = [("mail a@x.io now", "call 202-555-0143"), ("clean", "ip 10.0.0.1"), ("tok_123456789 here", "ok")]
+    rows = []
+    for index, (prompt, response) in enumerate(texts):
+        row = example_row(prompt=prompt, response=response, trace_id=f"t{index}")
+        row["messages"] = [dict(row["messages"][1]), dict(row["messages"][2])]  # user, assistant
+        rows.append(row)
+    rows[1]["messages"][0]["content"] = "edited a@x.io"  # no longer the prompt: scanned on its own
+    batch = rows_to_batch(rows)
+    redacted, counts = redactor.redact_batch(batch)
+    redacted.validate(full=True)
+    expected = Counter({entity: 0 for entity in ENTITY_TYPES})
+    for original, row in zip(batch.to_pylist(), redacted.to_pylist()):
+        for column in ("prompt", "response"):
+            value, found = redactor.redact_text(original[column])
+            assert row[column] == value
+            expected.update(found)
+        for before, after in zip(original["messages"], row["messages"]):
+            for field in ("content", "tool_calls"):
+                value, found = redactor.redact_text(before[field])
+                assert after[field] == value
+                expected.update(found)
+        metadata, found = redactor.redact_text(original["metadata"])
+        assert row["metadata"] == metadata
+        expected.update(found)
+        for before, after in zip(original["contexts"] or [], row["contexts"] or []):
+            value, found = redactor.redact_text(before)
+            assert after == value
+            expected.update(found)
+    assert redacted.column("messages")[0].as_py()[0]["content"] == "mail <EMAIL> now"
+    assert counts == expected
+    # redact_batches over several batches gives what redact_batch gives for each
+    halves, both = redactor.redact_batches([batch.slice(0, 2), batch.slice(2)])
+    assert pa.concat_batches(halves).to_pylist() == redacted.to_pylist() and both == counts

@@ -29,7 +29,7 @@ from materializer_assets.lib.stages import (
 )
 from materializer_assets.lib.storage import resolve
 
-from .helpers import make_batch
+from .helpers import make_batch, make_rows
 
 
 def test_seen_keys_marks_repeats_within_and_across_calls():
@@ -173,3 +173,27 @@ def test_a_granted_row_filed_under_consent_false_is_raised_not_dropped(tmp_path)
         lake.write_cell(consented, consented_from_raw(mixed, ConsentPolicy(), None, ConsentedStats()), NORMALIZED_SCHEMA)
     with pytest.raises(CellNotMaterialized):
         lake.cell_files(consented)
+
+
+def test_consented_stage_restores_compacted_messages_after_redaction_with_the_same_counts():
+    from materializer_assets.lib.redaction import Redactor
+    from materializer_assets.lib.stages import raw_archive_form
+
+    rows = make_rows(6, consent=True, response="write to bob@example.com or call 202-555-0143")
+    rows[1]["prompt"] = rows[1]["messages"][0]["content"] = "my mail is a@x.io"
+    rows[2]["messages"] = [{"role": "system", "content": "hi c@x.io"}] + rows[2]["messages"]  # not derivable
+    whole = pa.RecordBatch.from_pylist(rows, schema=NORMALIZED_SCHEMA)
+    (compacted,) = raw_archive_form([whole])
+    assert compacted.column("messages").null_count == 5
+
+    def run(batch):
+        stats = ConsentedStats()
+        out = pa.Table.from_batches(list(consented_stage([batch], ConsentPolicy(), Redactor(), stats)))
+        return out, stats
+
+    from_whole, whole_stats = run(whole)
+    from_compacted, compacted_stats = run(compacted)
+    assert from_compacted.to_pylist() == from_whole.to_pylist()
+    assert compacted_stats.redactions == whole_stats.redactions
+    assert whole_stats.redactions["EMAIL"] == 2 * 6 + 2 + 1  # responses and their messages, a@x.io twice, c@x.io
+    assert from_compacted.column("messages")[1].as_py()[0]["content"] == "my mail is <EMAIL>"

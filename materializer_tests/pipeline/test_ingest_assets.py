@@ -80,10 +80,13 @@ def _resources(source: str, warehouse: str, registry: str = "", erasure_list: st
     }
 
 
-def _materialize(resources, slug, day=DAY, instance=None):
+def _materialize(resources, slug, day=DAY, instance=None, selection=None):
     instance = instance or dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(MODEL_DIMENSION, [slug])
-    return dg.materialize(ASSETS, partition_key=cell_key(day, slug), resources=resources, instance=instance, raise_on_error=False)
+    return dg.materialize(
+        ASSETS, selection=selection, partition_key=cell_key(day, slug), resources=resources, instance=instance,
+        raise_on_error=False,
+    )
 
 
 def _checks(result) -> dict[str, bool]:
@@ -134,6 +137,10 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
     raw_cell = warehouse / f"raw-traces/date={DAY}/model={slug}"
     refused = pq.read_table(next((raw_cell / "consent=false").glob("*.parquet")))
     assert sorted(refused.column("trace_id").to_pylist()) == ["t-no", "t-refused", "t-withdrawn"]
+    # raw does not store messages that only repeat prompt and response; consented has them whole
+    assert refused.column("messages").null_count == refused.num_rows
+    assert [m["role"] for m in by_id["t-granted"]["messages"]] == ["user", "assistant"]
+    assert by_id["t-granted"]["messages"][0]["content"] == by_id["t-granted"]["prompt"]
     assert not any("frank" in pq.read_table(p).column("user_id").to_pylist() for p in warehouse.rglob("*.parquet"))
     assert not any("consent=true" in str(p) and "t-unknown" in pq.read_table(p).column("trace_id").to_pylist()
                    for p in raw_cell.rglob("*.parquet"))
@@ -142,14 +149,29 @@ def test_a_cell_keeps_only_consented_redacted_unique_rows(source_dir, tmp_path):
 @pytest.mark.parametrize("on_s3", [False, True], ids=["local", "s3"])
 def test_without_a_granting_registry_only_consented_raw_files_are_read(source_dir, tmp_path, request, on_s3):
     warehouse = f"s3://{request.getfixturevalue('s3_bucket')}/lake" if on_s3 else str(tmp_path / "warehouse")
-    result = _materialize(_resources(str(source_dir), warehouse), model_slug(QWEN))
+    resources, slug, instance = _resources(str(source_dir), warehouse), model_slug(QWEN), dg.DagsterInstance.ephemeral()
+    result = _materialize(resources, slug, instance=instance)
     assert result.success and all(_blocking_checks(result).values()), _checks(result)
+    one_pass = materialization_metadata(result, "consented_parquet")
+    # Both assets selected: consented is made from the source stream alongside raw, nothing is read back.
+    assert (one_pass["raw_rows_read_whole"], one_pass["raw_rows_only_counted"]) == (10, 0)
+
+    # consented_parquet alone (e.g. after a registry change) is made from the published raw cell
+    result = _materialize(resources, slug, instance=instance, selection=["consented_parquet"])
+    assert result.success and all(_blocking_checks(result).values()), _checks(result)
+    assert {e.asset_key.to_user_string() for e in result.get_asset_check_evaluations()} == {"consented_parquet"}
     meta = materialization_metadata(result, "consented_parquet")
     # consent=true holds alice (twice), erin, frank and hank; bob, bob2, carol, dan and gina are only counted
     assert (meta["raw_rows_read_whole"], meta["raw_rows_only_counted"]) == (5, 5)
-    assert (meta["rows_consented"], meta["rows_refused"], meta["rows_unknown_consent"]) == (3, 2, 3)
-    assert meta["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
+    for metadata in (one_pass, meta):
+        assert (metadata["rows_consented"], metadata["rows_refused"], metadata["rows_unknown_consent"]) == (3, 2, 3)
+        assert metadata["rows_dropped"] == {"empty_response": 1, "duplicate_id": 1, "forgotten_user": 0}
     assert _checks(result)["counts_reconcile"]
+    # made from raw, whose messages were compacted: restored whole
+    if not on_s3:
+        rows = ds.dataset(f"{warehouse}/langfuse-traces/date={DAY}/model={slug}").to_table().to_pylist()
+        assert len(rows) == 3
+        assert all([m["content"] for m in row["messages"]] == [row["prompt"], row["response"]] for row in rows)
 
 
 def test_rerunning_a_cell_replaces_it(source_dir, tmp_path):

@@ -55,6 +55,8 @@ import pyarrow.json as pajson
 from .. import slugs
 from ..consent import METADATA_KEY, consent_from_record
 from ..normalize import (
+    MESSAGES_DERIVED,
+    messages_array,
     _FIELD_SEP,
     _MESSAGE_SEP,
     CONTENT_HASH_HEX_CHARS,
@@ -256,28 +258,6 @@ WHERE {_day_window_sql(day, timestamp_type)}
 # ---------------------------------------------------------------- Arrow assembly
 
 
-def messages_array(prompt: pa.Array, response: pa.Array) -> pa.Array:
-    """``[user(prompt), assistant(response)]`` per row; no assistant where response is null."""
-    rows = len(prompt)
-    has_response = response.is_valid().to_numpy(zero_copy_only=False)
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(1 + has_response.astype(np.int32), out=offsets[1:])
-    # Slots index into concat(prompt, response): row i's user slot is i, its
-    # assistant slot rows + i; assistant slots of rows without a response go.
-    row_numbers = np.arange(rows, dtype=np.int64)
-    slots = np.empty(2 * rows, dtype=np.int64)
-    slots[0::2], slots[1::2] = row_numbers, row_numbers + rows
-    if not has_response.all():
-        keep = np.ones(2 * rows, dtype=bool)
-        keep[1::2] = has_response
-        slots = slots[keep]
-    contents = pa.concat_arrays([prompt.cast(pa.string()), response.cast(pa.string())]).take(slots)
-    roles = pa.array(["user", "assistant"], pa.string()).take((slots >= rows).astype(np.int8))
-    no_text = pa.nulls(len(slots), pa.string())
-    values = pa.StructArray.from_arrays([roles, contents, no_text, no_text], fields=list(MESSAGE_TYPE))
-    return pa.ListArray.from_arrays(pa.array(offsets), values, type=pa.list_(MESSAGE_TYPE))
-
-
 def tags_from_json(text: str | None) -> list[str]:
     """The tags in the JSON text of ``metadata -> 'tags'``: its non-empty strings, in order.
 
@@ -418,7 +398,8 @@ def normalized_batch(
         else:
             array = sql_columns[field.name]
         columns.append(_as_field_type(array, field))
-    return pa.RecordBatch.from_arrays(columns, schema=NORMALIZED_SCHEMA)
+    # Every messages value here is messages_array(prompt, response): compact_messages need not compare.
+    return pa.RecordBatch.from_arrays(columns, schema=NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED))
 
 
 # ---------------------------------------------------------------- the reader

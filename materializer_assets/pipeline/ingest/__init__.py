@@ -7,11 +7,11 @@ import os
 from ...resources import ErasureResource, ParquetLakeIOManager, PrivacyResource, TraceSourceResource
 from ...resources.parquet_io import DEFAULT_WAREHOUSE
 from ..settings import env_flag, env_list, secret_setting
-from .assets import consented_parquet, raw_traces
+from .assets import extract_cell  # raw_traces and consented_parquet, one multi-asset
 from .schedules import daily_cells
 from .sensors import blob_export_files, langfuse_new_traces, materialize_cells
 
-ASSETS = [raw_traces, consented_parquet]
+ASSETS = [extract_cell]
 SENSORS: list = [langfuse_new_traces, blob_export_files]
 SCHEDULES: list = [daily_cells]
 JOBS: list = [materialize_cells]

@@ -8,16 +8,17 @@ publishes it, and the checks then read back what was actually published.
 from datetime import date
 
 import dagster as dg
-import pyarrow.dataset as ds
 
 from ...lib import checks
-from ...lib.lake import CellStream, read_ahead
+from ...lib.lake import CellAddress, CellStream, StageAlongside, read_ahead
 from ...lib.normalize import RejectionLog
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
 from ...lib.stages import (
     ConsentedStats,
     RawStats,
     consented_from_raw,
+    consented_stage,
+    raw_archive_form,
     raw_stage,
     require_granted,
     split_by_consent,
@@ -66,30 +67,125 @@ def _left_out_numbers(stats: ConsentedStats) -> dict:
     }
 
 
-@dg.asset(
+RAW_DATASET = "raw-traces"
+CONSENTED_DATASET = "langfuse-traces"
+RAW_KEY = dg.AssetKey("raw_traces")
+CONSENTED_KEY = dg.AssetKey("consented_parquet")
+
+
+def _for_asset(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """``result`` aimed at ``key``: one step carries the checks of both assets."""
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        description=result.description,
+        metadata=result.metadata,
+    )
+
+
+def _consented_only(batch):
+    return {"consent=true": batch}
+
+
+@dg.multi_asset(
+    name="extract_cell",
     partitions_def=cell_partitions,
-    io_manager_key="parquet_io_manager",
     group_name="ingest",
-    kinds={"parquet"},
-    metadata={"lake_dataset": "raw-traces"},
-    check_specs=_specs("raw_traces", RAW_CHECKS, warn=("no_rejected_records",)),
-    description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
+    can_subset=True,
+    outs={
+        "raw_traces": dg.AssetOut(
+            io_manager_key="parquet_io_manager",
+            kinds={"parquet"},
+            metadata={"lake_dataset": RAW_DATASET},
+            is_required=False,
+            description="Normalized traces of one day × model cell, every consent state (consent=true|false|unknown).",
+        ),
+        "consented_parquet": dg.AssetOut(
+            io_manager_key="parquet_io_manager",
+            kinds={"parquet"},
+            metadata={"lake_dataset": CONSENTED_DATASET},
+            is_required=False,
+            description="Only traces with explicit consent, non-empty response, deduplicated and PII-redacted "
+            "(langfuse-traces/date=D/model=M/consent=true/).",
+        ),
+    },
+    internal_asset_deps={"raw_traces": set(), "consented_parquet": {RAW_KEY}},
+    check_specs=_specs("raw_traces", RAW_CHECKS, warn=("no_rejected_records",)) + _specs("consented_parquet", CONSENTED_CHECKS),
 )
-def raw_traces(
+def extract_cell(
     context: dg.AssetExecutionContext,
     trace_source: TraceSourceResource,
+    privacy: PrivacyResource,
     erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ):
+    """raw_traces and consented_parquet of a cell: each its own asset, output and checks.
+
+    Selected together they come from one pass over the source: raw is written
+    while consented is staged from the same batches on a thread of its own
+    (``StageAlongside``), so both are encoded at once and raw is never read
+    back; consented is published only after raw's blocking checks passed.
+    Selected alone, consented is made from the published raw cell, as after
+    an erasure or a registry change.
+    """
+    day, model = split_cell_key(context.partition_key)
+    lake = parquet_io_manager.lake()
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    selected_checks = set(context.selected_asset_check_keys)
+    # Forgotten users (registry, erasure list, earlier erasures) are dropped before anything is written.
+    policy = erasure.policy(trace_source.load_registry(), lake.root)
+    consented_stats = ConsentedStats()
+    alongside = None
+    raw_stream = None
+    if "raw_traces" in selected:
+        if "consented_parquet" in selected:
+            redactor = privacy.redactor()
+            alongside = StageAlongside(
+                lambda raw_batches: lake.stage_cell(
+                    # raw_stage applied the policy to these batches already
+                    consented_stage(raw_batches, None, redactor, consented_stats),
+                    NORMALIZED_SCHEMA,
+                    split=_consented_only,
+                    guard=require_granted,
+                ),
+                name="consented-writer",
+            )
+        try:
+            raw_stream, raw_passed = yield from _raw_traces(context, trace_source, policy, alongside, selected_checks)
+        except BaseException:
+            if alongside is not None:
+                alongside.discard()
+            raise
+        if alongside is not None and not raw_passed:
+            alongside.discard()  # the step fails on raw's blocking checks; consented is not published
+            return
+    if "consented_parquet" in selected:
+        if raw_stream is not None:
+            raw_rows = raw_stream.written.rows
+            batches = alongside.result()
+        else:
+            # The registry may have changed since raw_traces ran: the policy is applied again.
+            raw = lake.open_cell(CellAddress(RAW_DATASET, day, model))
+            raw_rows = raw.count_rows()
+            batches = consented_from_raw(raw, policy, privacy.redactor(), consented_stats)
+        yield from _consented_parquet(batches, raw_rows, policy, privacy, consented_stats, selected_checks)
+
+
+def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, selected_checks):
+    """Yields raw_traces' output and checks; returns its CellStream and whether its blocking checks passed."""
     day, model = split_cell_key(context.partition_key)
     reader = trace_source.open_reader()
-    # Forgotten users (registry, erasure list, earlier erasures) are dropped before anything is written.
-    policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
     context.log.info(f"reading {day} × {model} from {reader.description}")
     cell = reader.read_cell(date.fromisoformat(day), model)
     stats = RawStats()
+    # Messages that only repeat prompt and response are stored as null in raw; consented_stage
+    # (alongside, or later from raw) derives them again from the redacted prompt and response.
+    # On the reader's thread too: the consent policy and the compaction, so this thread only routes and writes.
+    batches = read_ahead(raw_archive_form(raw_stage(cell.batches, policy, stats)), name="source-reader")
     stream = CellStream(
-        raw_stage(read_ahead(cell.batches, name="source-reader"), policy, stats),
+        alongside.feed(batches) if alongside is not None else batches,
         NORMALIZED_SCHEMA,
         split=split_by_consent,
         describe=lambda: {
@@ -102,52 +198,41 @@ def raw_traces(
         },
     )
     try:
-        yield dg.Output(stream)
+        yield dg.Output(stream, output_name="raw_traces")
     finally:
         reader.close()
     published = stream.published
-    yield check_result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
-    yield check_result("raw_required_non_null", checks.check_required_non_null(published, RAW_REQUIRED))
     rejected = cell.rejections.total
-    yield check_result(
-        "no_rejected_records",
-        checks.CheckOutcome(
-            rejected == 0,
-            "no rejected records" if not rejected else f"{rejected} record(s) rejected; see metadata",
-            {
-                "rejected_by_reason": dict(sorted(cell.rejections.counts.items())),
-                "rejected_unattributed_by_reason": dict(sorted(cell.rejections.unattributed.items())),
-            },
+    results = [
+        check_result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA)),
+        check_result("raw_required_non_null", checks.check_required_non_null(published, RAW_REQUIRED)),
+        check_result(
+            "no_rejected_records",
+            checks.CheckOutcome(
+                rejected == 0,
+                "no rejected records" if not rejected else f"{rejected} record(s) rejected; see metadata",
+                {
+                    "rejected_by_reason": dict(sorted(cell.rejections.counts.items())),
+                    "rejected_unattributed_by_reason": dict(sorted(cell.rejections.unattributed.items())),
+                },
+            ),
+            blocking=False,
         ),
-        blocking=False,
-    )
+    ]
+    passed = True
+    for result in results:
+        if dg.AssetCheckKey(RAW_KEY, result.check_name) in selected_checks:
+            passed &= result.passed or result.severity != dg.AssetCheckSeverity.ERROR
+            yield _for_asset(RAW_KEY, result)
+    return stream, passed
 
 
-@dg.asset(
-    partitions_def=cell_partitions,
-    io_manager_key="parquet_io_manager",
-    group_name="ingest",
-    kinds={"parquet"},
-    metadata={"lake_dataset": "langfuse-traces"},
-    check_specs=_specs("consented_parquet", CONSENTED_CHECKS),
-    description="Only traces with explicit consent, non-empty response, deduplicated and PII-redacted "
-    "(langfuse-traces/date=D/model=M/consent=true/).",
-)
-def consented_parquet(
-    context: dg.AssetExecutionContext,
-    raw_traces: ds.Dataset,
-    trace_source: TraceSourceResource,
-    privacy: PrivacyResource,
-    erasure: ErasureResource,
-    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
-):
-    # The same policy again: the registry may have changed since raw_traces ran.
-    policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
-    stats = ConsentedStats()
+def _consented_parquet(batches, raw_rows: int, policy, privacy: PrivacyResource, stats: ConsentedStats, selected_checks):
+    """Yields consented_parquet's output (a stream, or a cell staged alongside raw) and checks."""
     stream = CellStream(
-        consented_from_raw(raw_traces, policy, privacy.redactor(), stats),
+        batches,
         NORMALIZED_SCHEMA,
-        split=lambda batch: {"consent=true": batch},
+        split=_consented_only,
         guard=require_granted,
         describe=lambda: {
             "consent_registry": policy.location,
@@ -157,22 +242,32 @@ def consented_parquet(
             **published_metadata(stream.published, NORMALIZED_SCHEMA),
         },
     )
-    yield dg.Output(stream)
+    yield dg.Output(stream, output_name="consented_parquet")
     published = stream.published
     # The footers first: a file with foreign columns is reported even if reading it breaks a later check.
-    yield check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA))
-    yield check_result("only_consented_rows", checks.check_only_granted(published))
-    yield check_result("unique_trace_observation_ids", checks.check_unique_ids(published))
-    yield check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS))
-    yield check_result(
-        "counts_reconcile",
-        checks.check_reconciles(
-            raw_traces.count_rows(),
-            {
-                "consented": published.count_rows(),
-                "refused": stats.refused,
-                "unknown": stats.unknown,
-                **{f"dropped_{reason}": count for reason, count in stats.dropped.items()},
-            },
+    results = [
+        lambda: check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA)),
+        lambda: check_result("only_consented_rows", checks.check_only_granted(published)),
+        lambda: check_result("unique_trace_observation_ids", checks.check_unique_ids(published)),
+        lambda: check_result("required_columns_non_null", checks.check_required_non_null(published, REQUIRED_COLUMNS)),
+        lambda: check_result(
+            "counts_reconcile",
+            checks.check_reconciles(
+                raw_rows,
+                {
+                    "consented": published.count_rows(),
+                    "refused": stats.refused,
+                    "unknown": stats.unknown,
+                    **{f"dropped_{reason}": count for reason, count in stats.dropped.items()},
+                },
+            ),
         ),
-    )
+    ]
+    for make in results:
+        result = make()
+        if dg.AssetCheckKey(CONSENTED_KEY, result.check_name) in selected_checks:
+            yield _for_asset(CONSENTED_KEY, result)
+
+
+# Both keys are outputs of the one multi-asset; the names stay importable.
+raw_traces = consented_parquet = extract_cell

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from materializer_assets.lib.consent import consent_from_record
-from materializer_assets.lib.normalize import ReadOptions, build_examples, content_hash
+from materializer_assets.lib.normalize import MESSAGES_DERIVED, ReadOptions, build_examples, content_hash, messages_array
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.lib.sources.base import SourceUnavailableError
@@ -55,7 +55,9 @@ def trace(number: int, **columns) -> dict:
 def read_rows(reader: PostgresTraceReader, day: date, slug: str) -> list[dict]:
     batches = list(reader.read_cell(day, slug))
     for batch in batches:
-        assert batch.schema.equals(NORMALIZED_SCHEMA, check_metadata=True)
+        # The normalized schema, marked: every messages value is messages_array(prompt, response)
+        assert batch.schema.equals(NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED), check_metadata=True)
+        assert batch.column("messages").equals(messages_array(batch.column("prompt"), batch.column("response")))
     return sorted(pa.Table.from_batches(batches, NORMALIZED_SCHEMA).to_pylist(), key=lambda row: row["trace_id"])
 
 
@@ -409,7 +411,7 @@ def test_small_batch_hint_streams_several_batches(traces_url):
     assert sum(batch.num_rows for batch in batches) == 3000
     ids = [value for batch in batches for value in batch.column("trace_id").to_pylist()]
     assert sorted(ids) == sorted(trace_id(i) for i in range(3000))
-    assert all(batch.schema.equals(NORMALIZED_SCHEMA, check_metadata=True) for batch in batches)
+    assert all(batch.schema.equals(NORMALIZED_SCHEMA.with_metadata(MESSAGES_DERIVED), check_metadata=True) for batch in batches)
 
 
 def test_an_abandoned_stream_leaves_the_reader_usable(traces_url):
