@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.compute as pc
 
 from ..lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS
@@ -78,6 +79,11 @@ def published_metadata(
     cell without files, which has no schema of its own. Both row counts are
     the cell's: every asset here is a day × model partition.
     """
+    if isinstance(published, ds.FileSystemDataset):
+        # A dataset of its own: counting caches each file's footer in its fragments, and the
+        # checks must read the files as they are when they run, not as they were now.
+        published = ds.dataset(published.files, schema=published.schema, format=published.format,
+                               filesystem=published.filesystem)
     rows = published.count_rows()
     schema = published.schema if len(published.schema) else declared_schema
     metadata: dict[str, Any] = {
