@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -117,12 +118,24 @@ class _Row:
     response_key: str
 
 
+def _pairable(table: pa.Table | pa.RecordBatch) -> pa.ChunkedArray | pa.Array:
+    """Rows that can be in a pair: in train or test, with a reward."""
+    mask = pc.and_(pc.is_in(table.column("split"), pa.array(SPLITS)), pc.is_valid(table.column("final_reward")))
+    return pc.fill_null(mask, False)
+
+
+def pairable_rows(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    """The rows of a streamed reward cell that pairing can use (:func:`build_pairs` needs them
+    together), without ever holding the rest: unlabeled and excluded rows are most of a cell."""
+    kept = [batch.filter(_pairable(batch)) for batch in batches]
+    return pa.Table.from_batches([batch for batch in kept if batch.num_rows], schema=schema)
+
+
 def _candidate_rows(table: pa.Table) -> list[tuple[str, _Row]]:
     missing = [c for c in ("trace_id", "split", "final_reward") if c not in table.column_names]
     if missing:
         raise ValueError(f"pairing needs the columns {missing}")
-    mask = pc.and_(pc.is_in(table.column("split"), pa.array(SPLITS)), pc.is_valid(table.column("final_reward")))
-    table = table.filter(pc.fill_null(mask, False))
+    table = table.filter(_pairable(table))
     present = [c for c in PAIR_INPUT_COLUMNS if c in table.column_names]
     table = table.select(present).combine_chunks()
     trace_ids = table.column("trace_id").to_pylist()

@@ -38,7 +38,7 @@ from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLi
 from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
-from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS
+from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS, pairable_rows
 from ...lib.lake import CellStream, FixedSplit
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
@@ -356,7 +356,9 @@ def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
 
 
 def _pair_inputs(reward_cell: Any) -> pa.Table:
-    return reward_cell.to_table(columns=list(PAIR_INPUT_COLUMNS))
+    columns = [name for name in PAIR_INPUT_COLUMNS if name in reward_cell.schema.names]
+    schema = pa.schema([reward_cell.schema.field(name) for name in columns])
+    return pairable_rows(reward_cell.to_batches(columns=columns, batch_size=READ_BATCH_ROWS), schema)
 
 
 EXPORT_ASSETS = [sft_export, dpo_export, kto_export, grpo_export, router_export]

@@ -201,3 +201,26 @@ def test_random_cells_produce_only_valid_pairs(seed):
     for group in pairs.column("prompt_group").to_pylist():
         per_group[group] = per_group.get(group, 0) + 1
     assert max(per_group.values()) <= 3 and stats.pairs == pairs.num_rows > 0
+
+
+def test_pairable_rows_keep_only_what_pairing_uses_and_pair_the_same():
+    import pyarrow as pa
+
+    from materializer_assets.lib.dataset.pairs import PAIR_INPUT_COLUMNS, build_pairs, pairable_rows
+
+    cell = pa.table(
+        {
+            "trace_id": ["a", "b", "c", "d", "e"],
+            "observation_id": [None] * 5,
+            "split": ["train", "train", "excluded", "test", "train"],
+            "final_reward": [0.9, 0.1, 0.8, None, 0.5],
+            "messages": pa.nulls(5, pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            "prompt": ["How do I sort?"] * 5,
+            "response": ["Use sorted().", "No idea.", "Use sort().", "Maybe.", "sorted() or list.sort()."],
+            "tools": [None] * 5,
+        }
+    ).select(list(PAIR_INPUT_COLUMNS))
+    kept = pairable_rows(cell.to_batches(max_chunksize=2), cell.schema)
+    assert kept.column("trace_id").to_pylist() == ["a", "b", "e"]  # excluded and unrewarded rows never held
+    assert build_pairs(kept)[0].equals(build_pairs(cell)[0])
+    assert pairable_rows(iter([]), cell.schema).num_rows == 0
