@@ -79,17 +79,20 @@ class ScoreLookup:
 
     def __init__(self, judge: pa.Table | None = None, ragas: pa.Table | None = None) -> None:
         self._tables = [t for t in (_prepare(judge, JUDGE_COLUMNS, "judge"), _prepare(ragas, RAGAS_COLUMNS, "ragas")) if t is not None]
+        # key → row, built once: pc.index_in would hash the whole score table again for every
+        # batch (a million-row cell: 250 batches × a million keys).
+        self._positions = [{key: row for row, key in enumerate(t.column(_KEY).to_pylist())} for t in self._tables]
 
     def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the score columns appended (replacing same-named ones), row order kept."""
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         if not self._tables:
             return table
-        keys = _key(table)
-        for scores in self._tables:
-            # index_in + take: a vectorized lookup that, unlike an Acero join,
-            # accepts the nested (list/struct) columns of the trace side.
-            positions = pc.index_in(keys, value_set=scores.column(_KEY))
+        keys = _key(table).to_pylist()
+        for scores, lookup in zip(self._tables, self._positions):
+            # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
+            # columns of the trace side; a key without a score row takes nulls.
+            positions = pa.array([lookup.get(key) for key in keys], pa.int64())
             picked = scores.drop_columns([_KEY]).take(positions)
             for name in picked.column_names:
                 if name in table.column_names:
