@@ -312,16 +312,16 @@ class DocsRun:
             process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.environment, stdin=subprocess.DEVNULL,
                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                # SIGTERM as a shell's is: the test process may have inherited it ignored.
+                preexec_fn=_default_sigterm,
             )
             try:
                 returncode = process.wait(timeout=BLOCK_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
                 returncode = -1
             finally:
-                try:  # whatever the block left running (`&`), and the block itself on a timeout
-                    os.killpg(process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                # whatever the block left running (`&`), and the block itself on a timeout
+                _end_group(process.pid)
                 process.wait()
         output = log.read_text(errors="replace")
         if returncode == -1:
@@ -361,6 +361,39 @@ def test_github_heading_ids():
     assert heading_ids(page) == {
         "the-iceberg-table-iceberg_table", "gdpr-erasure-the-gdpr_erasure-job", "in-dagsters-ui", "in-dagsters-ui-1",
     }
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _end_group(group: int, grace_seconds: float = 5.0) -> None:
+    """SIGTERM the block's process group; SIGKILL what still runs after ``grace_seconds``."""
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if not _group_running(group):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _group_running(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
 
 
 def _running(pid: int) -> bool:
