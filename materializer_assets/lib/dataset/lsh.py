@@ -89,6 +89,16 @@ def signatures(texts: list[str] | pa.Array, params: LshParams) -> tuple[np.ndarr
     return _signatures(array, params)
 
 
+def _mix_in_place(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """:func:`_mix` into ``x`` itself (no temporaries: on a chunk of bytes the allocations cost more than the math)."""
+    for shift, multiplier in ((30, _M1), (27, _M2), (31, None)):
+        np.right_shift(x, np.uint64(shift), out=scratch)
+        np.bitwise_xor(x, scratch, out=x)
+        if multiplier is not None:
+            np.multiply(x, multiplier, out=x)
+    return x
+
+
 def _signatures(array: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndarray]:
     n = len(array)
     p = params.num_perm
@@ -104,12 +114,11 @@ def _signatures(array: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndar
     lengths = end - start
     has = lengths > 0
     size = len(data)
-    padded = np.zeros(size + k, np.uint64)
+    padded = np.zeros(size + 8, np.uint8)
     padded[:size] = data
-    windows = np.zeros(size, np.uint64)
-    for j in range(k):
-        windows |= padded[j : j + size] << np.uint64(8 * j)
-    row = np.repeat(np.arange(n, dtype=np.int32), lengths)
+    # The k bytes from each position as one little-endian integer: the 8 bytes there, read through
+    # a 1-byte-strided view, masked to k bytes (one pass instead of k shifts and ors).
+    windows = np.ndarray((size,), "<u8", padded, 0, (1,)) & np.uint64((1 << (8 * k)) - 1)
     valid = np.ones(size, bool)
     # the last k-1 positions of each text start no full shingle
     tail = (end[:, None] - np.arange(1, k, dtype=np.int64)[None, :]).ravel()
@@ -123,13 +132,22 @@ def _signatures(array: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndar
             value |= np.where(inside, padded[np.minimum(first + j, size)], 0).astype(np.uint64) << np.uint64(8 * j)
         windows[first] = value
         valid[first] = True
-    h = _mix(windows[valid] ^ _mix(np.full(1, params.seed, np.uint64) * _GOLDEN))
-    row = row[valid]
+    h = windows
+    h ^= _mix(np.full(1, params.seed, np.uint64) * _GOLDEN)
+    scratch = np.empty_like(h)
+    _mix_in_place(h, scratch)
     bits = p.bit_length() - 1
-    key = row * np.int32(p) + (h >> np.uint64(64 - bits)).astype(np.int32) if n * p < 2**31 else row.astype(np.int64) * p + (h >> np.uint64(64 - bits)).astype(np.int64)
-    flat = np.full(n * p, _EMPTY, np.uint64)
-    np.minimum.at(flat, key, h & _MASK32)
-    sig = flat.reshape(n, p)
+    index_type = np.int32 if (n + 1) * p < 2**31 else np.int64
+    # Positions that start no shingle go to a spare row n, cut off below (cheaper than compressing).
+    base = np.repeat(np.arange(n, dtype=index_type) * index_type(p), lengths)
+    base[~valid] = n * p
+    key = np.right_shift(h, np.uint64(64 - bits), out=scratch).astype(index_type)
+    key += base
+    del base
+    np.bitwise_and(h, _MASK32, out=h)
+    flat = np.full((n + 1) * p, _EMPTY, np.uint64)
+    np.minimum.at(flat, key, h)
+    sig = flat[: n * p].reshape(n, p)
     empty = sig == _EMPTY
     rows_with_gaps = np.flatnonzero(empty.any(axis=1) & has)
     if len(rows_with_gaps):

@@ -40,6 +40,28 @@ def test_signatures_are_deterministic_and_estimate_jaccard():
     assert similarity(short[0], short[1]) == 1.0 and similarity(short[0], short[2]) < 0.2
 
 
+def test_signatures_stay_bit_for_bit_what_persisted_indexes_hold():
+    """Cells persist their train signatures and later cells compare against them: an optimization
+    of :func:`signatures` must give the same bits (these digests were taken from the first release)."""
+    import hashlib
+
+    rng = random.Random(7)
+    alphabet = "abcdefghij klmnopé€😀\n"
+    texts = ["", "hey", "a", "αβγδεζ"] + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 600))) for _ in range(200)]
+    expected = {
+        LshParams(): "e8dfbf0f028a49250ae3aa6ae35edbca0df07a08dbc753bb5d4218aa0284f20f",
+        LshParams(num_perm=16, bands=4, rows=4, shingle_size=8): "d78f0dd5f75be5d3b0b8eac985a4945a8290152928434dc556c2bf187d9bfbce",
+    }
+    for params, digest in expected.items():
+        sig, has = signatures(texts, params)
+        assert hashlib.sha256(sig.tobytes() + has.tobytes()).hexdigest() == digest, params
+        # and the same through a sliced Arrow array (offsets not starting at zero)
+        import pyarrow as pa
+
+        sliced, _ = signatures(pa.array(["x" * 50, *texts], pa.large_string()).slice(1), params)
+        assert (sliced == sig).all()
+
+
 def test_lsh_finds_the_near_duplicate_and_ignores_the_unrelated():
     texts = [" ".join(words(60, i)) for i in range(200)]
     edited = [t[:-6] + "zzzzzz" for t in texts[:100]] + [" ".join(words(60, 1000 + i)) for i in range(100)]
