@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, n
 
 import pyarrow as pa
 
-from materializer_assets.lib.dataset.near_duplicates import MinHasher, NearDuplicateConfig, NearDuplicateIndex
+from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig, _lsh_params
 from materializer_assets.lib.dataset.splits import SplitConfig, SplitPlanner, group_split
 from materializer_assets.lib.dataset.text import digest, iter_row_texts
 
@@ -85,6 +85,89 @@ def run_new(rows: int, share: float, config: SplitConfig) -> tuple[float, dict]:
     plan = planner.finish()
     spent += time.perf_counter() - start
     return spent, plan.stats.as_metadata()
+
+
+
+# --- The previous implementation (datasketch, one text at a time), kept here as the baseline. ---
+# datasketch is a test/benchmark dependency only: the package's MinHash is lib/dataset/lsh.py.
+from typing import Hashable  # noqa: E402
+
+import numpy as np  # noqa: E402
+import xxhash  # noqa: E402
+from datasketch import MinHash, MinHashLSH  # noqa: E402
+
+
+class MinHasher:
+    """Seeded MinHash signatures of normalized texts, cached by text."""
+
+    def __init__(self, config: NearDuplicateConfig) -> None:
+        self.config = config
+        self._template = MinHash(num_perm=config.num_perm, seed=config.seed)
+        self._cache: dict[bytes, MinHash | None] = {}
+
+    def shingles(self, text: str) -> set[bytes]:
+        data = text[: self.config.max_chars].encode("utf-8", "surrogatepass")
+        k = self.config.shingle_size
+        if len(data) <= k:
+            return {data} if data else set()
+        return {data[i : i + k] for i in range(len(data) - k + 1)}
+
+    def cached(self, key: bytes) -> MinHash | None:
+        """The signature computed earlier for the text whose :func:`~.text.digest` is ``key``."""
+        return self._cache[key]
+
+    def signature(self, text: str) -> MinHash | None:
+        """The MinHash of a normalized text, or None for an empty text."""
+        key = digest(text)
+        if key in self._cache:
+            return self._cache[key]
+        shingles = self.shingles(text)
+        if not shingles:
+            signature = None
+        else:
+            signature = MinHash(
+                num_perm=self.config.num_perm,
+                hashfunc=xxhash.xxh32_intdigest,
+                permutations=self._template.permutations,
+                scheme=self._template.scheme,
+            )
+            signature.update_batch(shingles)
+        self._cache[key] = signature
+        return signature
+
+
+def similarity(a: MinHash, b: MinHash) -> float:
+    """Estimated Jaccard similarity of two signatures."""
+    return float(np.count_nonzero(a.hashvalues == b.hashvalues)) / len(a.hashvalues)
+
+
+class NearDuplicateIndex:
+    """Signatures indexed by LSH; :meth:`matches` returns the verified near duplicates."""
+
+    def __init__(self, config: NearDuplicateConfig) -> None:
+        self.config = config
+        self._lsh = MinHashLSH(num_perm=config.num_perm, params=_lsh_params(config.threshold, config.num_perm))
+        self._signatures: dict[Hashable, MinHash] = {}
+
+    def __len__(self) -> int:
+        return len(self._signatures)
+
+    def add(self, key: Hashable, signature: MinHash | None) -> None:
+        if signature is None or key in self._signatures:
+            return
+        self._lsh.insert(key, signature)
+        self._signatures[key] = signature
+
+    def matches(self, signature: MinHash | None) -> list[Hashable]:
+        """Keys whose signature is at least ``threshold`` similar, in sorted order."""
+        if signature is None or not self._signatures:
+            return []
+        found = [
+            key
+            for key in self._lsh.query(signature)
+            if similarity(signature, self._signatures[key]) >= self.config.threshold
+        ]
+        return sorted(found)
 
 
 def run_old(rows: int, share: float, config: SplitConfig) -> tuple[float, int]:

@@ -1,10 +1,10 @@
 """Near-duplicate prompts with MinHash + LSH.
 
 Train/test decontamination (:mod:`.splits`) uses the vectorized signatures of
-:mod:`.lsh` through :class:`SignatureStore` and :class:`NearDuplicateReference`
-(same shingles, same threshold); :class:`MinHasher` and
-:class:`NearDuplicateIndex` (datasketch, one text at a time) remain for the
-small groups of preference-pair building (:mod:`.pairs`).
+:mod:`.lsh` through :class:`SignatureStore` and :class:`NearDuplicateReference`;
+preference-pair building (:mod:`.pairs`) uses the same signatures through
+:func:`near_duplicate_leaders` (same shingles, same threshold: one MinHash in
+the project).
 
 A prompt's signature is the MinHash of its byte 5-grams (character shingles
 survive small edits better than word n-grams on short prompts) after
@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Hashable
+from typing import Hashable, Sequence
 
 import numpy as np
-import xxhash
-from datasketch import MinHash, MinHashLSH
 
-from .lsh import LshParams, signatures
+from .lsh import LshParams, band_hashes, signatures
 from .text import digest
 
 
@@ -136,83 +134,58 @@ class NearDuplicateReference:
         return cls(cat("train_sig", s), cat("train_bands", b), cat("train_group", g), cat("test_sig", s), cat("test_bands", b), cat("test_group", g))
 
 
-class MinHasher:
-    """Seeded MinHash signatures of normalized texts, cached by text."""
-
-    def __init__(self, config: NearDuplicateConfig) -> None:
-        self.config = config
-        self._template = MinHash(num_perm=config.num_perm, seed=config.seed)
-        self._cache: dict[bytes, MinHash | None] = {}
-
-    def shingles(self, text: str) -> set[bytes]:
-        data = text[: self.config.max_chars].encode("utf-8", "surrogatepass")
-        k = self.config.shingle_size
-        if len(data) <= k:
-            return {data} if data else set()
-        return {data[i : i + k] for i in range(len(data) - k + 1)}
-
-    def cached(self, key: bytes) -> MinHash | None:
-        """The signature computed earlier for the text whose :func:`~.text.digest` is ``key``."""
-        return self._cache[key]
-
-    def signature(self, text: str) -> MinHash | None:
-        """The MinHash of a normalized text, or None for an empty text."""
-        key = digest(text)
-        if key in self._cache:
-            return self._cache[key]
-        shingles = self.shingles(text)
-        if not shingles:
-            signature = None
-        else:
-            signature = MinHash(
-                num_perm=self.config.num_perm,
-                hashfunc=xxhash.xxh32_intdigest,
-                permutations=self._template.permutations,
-                scheme=self._template.scheme,
-            )
-            signature.update_batch(shingles)
-        self._cache[key] = signature
-        return signature
-
-
-def similarity(a: MinHash, b: MinHash) -> float:
-    """Estimated Jaccard similarity of two signatures."""
-    return float(np.count_nonzero(a.hashvalues == b.hashvalues)) / len(a.hashvalues)
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(96)
 
 
 @lru_cache(maxsize=None)
 def _lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) for LSH, tuned a little below the threshold so borderline
-    pairs become candidates (verification then decides). datasketch finds them
-    by numerical integration (~40 ms), so they are computed once per setting."""
-    lsh = MinHashLSH(threshold=max(0.05, threshold - 0.1), num_perm=num_perm)
-    return lsh.b, lsh.r
+    """(bands, rows) for LSH, tuned a little below the threshold so borderline pairs become
+    candidates (verification then decides).
+
+    The (b, r) with ``b·r ≤ num_perm`` that minimizes the mean of the false-positive and
+    false-negative areas under the S-curve ``1 − (1 − s^r)^b`` (datasketch's rule, which
+    chose these before: a test pins its choices). The integrands are polynomials of degree
+    at most ``num_perm``, so Gauss–Legendre quadrature with 96 nodes (exact to degree 191)
+    gives their integrals for every (b, r) at once."""
+    target = max(0.05, threshold - 0.1)
+    bands = np.repeat(np.arange(1, num_perm + 1), [num_perm // b for b in range(1, num_perm + 1)])
+    rows = np.concatenate([np.arange(1, num_perm // b + 1) for b in range(1, num_perm + 1)])
+
+    def area(lo: float, hi: float, false_negative: bool) -> np.ndarray:
+        s = (hi - lo) / 2 * _NODES + (hi + lo) / 2
+        candidate = 1 - (1 - s[None, :] ** rows[:, None].astype(float)) ** bands[:, None].astype(float)
+        return (hi - lo) / 2 * ((1 - candidate if false_negative else candidate) * _WEIGHTS).sum(axis=1)
+
+    error = 0.5 * area(0.0, target, False) + 0.5 * area(target, 1.0, True)
+    best = int(np.argmin(error))  # the first minimum: the smallest b, then r, as datasketch's loop
+    return int(bands[best]), int(rows[best])
 
 
-class NearDuplicateIndex:
-    """Signatures indexed by LSH; :meth:`matches` returns the verified near duplicates."""
 
-    def __init__(self, config: NearDuplicateConfig) -> None:
-        self.config = config
-        self._lsh = MinHashLSH(num_perm=config.num_perm, params=_lsh_params(config.threshold, config.num_perm))
-        self._signatures: dict[Hashable, MinHash] = {}
+def near_duplicate_leaders(texts: Sequence[str], scopes: Sequence[Hashable], config: NearDuplicateConfig) -> np.ndarray:
+    """Greedy near-duplicate grouping, in the order given: text ``i`` joins the first earlier
+    *leader* of the same scope whose signature is at least ``threshold`` similar, else it
+    becomes a leader itself. Returns each text's leader index (its own for a leader).
 
-    def __len__(self) -> int:
-        return len(self._signatures)
-
-    def add(self, key: Hashable, signature: MinHash | None) -> None:
-        if signature is None or key in self._signatures:
-            return
-        self._lsh.insert(key, signature)
-        self._signatures[key] = signature
-
-    def matches(self, signature: MinHash | None) -> list[Hashable]:
-        """Keys whose signature is at least ``threshold`` similar, in sorted order."""
-        if signature is None or not self._signatures:
-            return []
-        found = [
-            key
-            for key in self._lsh.query(signature)
-            if similarity(signature, self._signatures[key]) >= self.config.threshold
-        ]
-        return sorted(found)
+    Signatures are computed for all texts at once (:func:`.lsh.signatures`); the LSH buckets
+    hold leaders only, so a text is verified against the leaders it shares a band with. An
+    empty text matches nothing and leads only itself."""
+    leaders = np.arange(len(texts))
+    if not len(texts):
+        return leaders
+    params = config.lsh_params()
+    sig, has = signatures([text[: config.max_chars] for text in texts], params)
+    bands = band_hashes(sig, params)
+    buckets: dict[tuple, list[int]] = {}
+    for i in np.flatnonzero(has).tolist():
+        keys = [(scopes[i], band, value) for band, value in enumerate(bands[i].tolist())]
+        candidates = sorted({j for key in keys for j in buckets.get(key, ())})
+        if candidates:
+            found = np.asarray(candidates)
+            similar = (sig[found] == sig[i]).mean(axis=1) >= config.threshold
+            if similar.any():
+                leaders[i] = found[int(np.argmax(similar))]
+                continue
+        for key in keys:
+            buckets.setdefault(key, []).append(i)
+    return leaders

@@ -35,10 +35,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .near_duplicates import MinHasher, NearDuplicateConfig, NearDuplicateIndex
+from .near_duplicates import NearDuplicateConfig, near_duplicate_leaders
 from .chat import TRL_CHAT_TYPE, TRL_MESSAGE_TYPE, has_answer, normalize_tools, response_key, split_conversation
 from .schema import SPLITS
 from .text import RowTexts, digest, iter_row_texts
@@ -178,23 +179,17 @@ def _prompt_groups(rows: list[tuple[str, _Row]], config: PairConfig) -> dict[tup
     exact: dict[tuple[str, bytes, bytes], list[_Row]] = defaultdict(list)
     for split, row in rows:
         exact[(split, row.texts.system_key, digest(row.texts.dialogue_exact))].append(row)
-    hasher = MinHasher(config.near_duplicates) if config.near_duplicates else None
-    indexes: dict[tuple[str, bytes], NearDuplicateIndex] = {}
+    ordered = sorted(exact)
+    if config.near_duplicates:
+        texts = [exact[key][0].texts.dialogue_near for key in ordered]
+        leaders = near_duplicate_leaders(texts, [key[:2] for key in ordered], config.near_duplicates)
+    else:
+        leaders = np.arange(len(ordered))
     groups: dict[tuple[str, str], list[_Row]] = defaultdict(list)
-    for split, system_key, dialogue_key in sorted(exact):
-        members = exact[(split, system_key, dialogue_key)]
-        leader = dialogue_key
-        if hasher is not None:
-            signature = hasher.signature(members[0].texts.dialogue_near)
-            index = indexes.get((split, system_key))
-            if index is None:
-                index = indexes[(split, system_key)] = NearDuplicateIndex(config.near_duplicates)
-            matches = index.matches(signature)
-            if matches:
-                leader = matches[0]
-            else:
-                index.add(dialogue_key, signature)
-        groups[(split, digest(system_key.hex() + leader.hex()).hex())].extend(members)
+    for key, leader in zip(ordered, leaders.tolist()):
+        split, system_key, _ = key
+        leader_key = ordered[leader][2]
+        groups[(split, digest(system_key.hex() + leader_key.hex()).hex())].extend(exact[key])
     return groups
 
 

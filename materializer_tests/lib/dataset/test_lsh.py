@@ -136,3 +136,18 @@ def test_index_rows_round_trip_and_other_specs_are_ignored():
     other = NearDuplicateConfig(seed=2)
     reference, ignored = load_reference([index], other)
     assert ignored == index.num_rows and len(reference.train_sig) == 0
+
+
+def test_lsh_bands_and_rows_are_the_ones_datasketch_chose():
+    """(bands, rows) per (threshold, num_perm): persisted band hashes depend on them. The values
+    are datasketch 2.x's ``_optimal_param(threshold − 0.1, num_perm, 0.5, 0.5)``."""
+    from materializer_assets.lib.dataset.near_duplicates import _lsh_params
+
+    expected = {
+        (0.5, 16): (6, 2), (0.6, 16): (5, 3), (0.7, 16): (4, 4), (0.8, 16): (3, 5), (0.9, 16): (2, 8),
+        (0.95, 16): (2, 8), (0.5, 64): (16, 4), (0.6, 64): (14, 4), (0.7, 64): (10, 6), (0.8, 64): (8, 8),
+        (0.9, 64): (5, 11), (0.95, 64): (4, 15), (0.5, 128): (32, 4), (0.6, 128): (25, 5), (0.7, 128): (18, 7),
+        (0.8, 128): (14, 9), (0.9, 128): (9, 13), (0.95, 128): (8, 16), (0.5, 256): (51, 5), (0.6, 256): (42, 6),
+        (0.7, 256): (32, 8), (0.8, 256): (25, 10), (0.9, 256): (17, 15), (0.95, 256): (13, 19),
+    }
+    assert {key: _lsh_params(*key) for key in expected} == expected
