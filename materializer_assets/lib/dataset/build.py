@@ -24,9 +24,11 @@ before anything is yielded for its batch.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,7 +44,6 @@ JUDGE_COLUMNS = {"judge_score": "judge_score", "status": "judge_status", "judge_
 RAGAS_COLUMNS = {"ragas_reward": "ragas_reward", "status": "ragas_status", "prompt_version": "ragas_version"}
 SCORE_KEY_COLUMNS = ("trace_id", "observation_id", "content_hash")
 
-_KEY = "__score_key"
 
 
 class DuplicateScoreRows(ValueError):
@@ -56,17 +57,33 @@ def _key(table: pa.Table) -> pa.ChunkedArray:
     )
 
 
-def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> pa.Table | None:
+_DIGEST_CHUNK_ROWS = 1 << 16
+
+
+def _key_digests(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """16-byte digests of the score keys (numpy ``S16``): ~16 bytes a row where a dict of the
+    key strings took ~300 (a 300k-row cell's two score tables: ~180 MB)."""
+    out = np.empty(len(keys), "S16")
+    for start in range(0, len(keys), _DIGEST_CHUNK_ROWS):
+        part = keys.slice(start, _DIGEST_CHUNK_ROWS).to_pylist()
+        out[start : start + len(part)] = [hashlib.blake2b(key.encode(), digest_size=16).digest() for key in part]
+    return out
+
+
+def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> tuple[pa.Table, np.ndarray, np.ndarray] | None:
+    """``(score columns, sorted key digests, row of each sorted digest)``."""
     if scores is None:
         return None
     missing = [c for c in (*SCORE_KEY_COLUMNS, *columns) if c not in scores.column_names]
     if missing:
         raise ValueError(f"{name} scores lack columns {missing}")
-    keys = _key(scores)
-    if pc.count_distinct(keys).as_py() != len(keys):
+    digests = _key_digests(_key(scores))
+    order = np.argsort(digests, kind="stable")
+    digests = digests[order]
+    if len(digests) > 1 and (digests[1:] == digests[:-1]).any():
         raise DuplicateScoreRows(f"{name} scores have duplicate (trace_id, observation_id, content_hash) rows")
     picked = scores.select(list(columns)).rename_columns([columns[c] for c in columns])
-    return picked.append_column(_KEY, keys)
+    return picked, digests, order
 
 
 class ScoreLookup:
@@ -78,22 +95,26 @@ class ScoreLookup:
     """
 
     def __init__(self, judge: pa.Table | None = None, ragas: pa.Table | None = None) -> None:
+        # Keys as sorted 16-byte digests, found by binary search: built once per cell (pc.index_in
+        # would hash the whole score table again for every batch), and small (no Python strings).
         self._tables = [t for t in (_prepare(judge, JUDGE_COLUMNS, "judge"), _prepare(ragas, RAGAS_COLUMNS, "ragas")) if t is not None]
-        # key → row, built once: pc.index_in would hash the whole score table again for every
-        # batch (a million-row cell: 250 batches × a million keys).
-        self._positions = [{key: row for row, key in enumerate(t.column(_KEY).to_pylist())} for t in self._tables]
 
     def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the score columns appended (replacing same-named ones), row order kept."""
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         if not self._tables:
             return table
-        keys = _key(table).to_pylist()
-        for scores, lookup in zip(self._tables, self._positions):
+        keys = _key_digests(_key(table))
+        for scores, digests, order in self._tables:
             # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
             # columns of the trace side; a key without a score row takes nulls.
-            positions = pa.array([lookup.get(key) for key in keys], pa.int64())
-            picked = scores.drop_columns([_KEY]).take(positions)
+            if len(digests):
+                at = np.minimum(np.searchsorted(digests, keys), len(digests) - 1)
+                found = digests[at] == keys
+                positions = pa.array(np.where(found, order[at], 0), pa.int64(), mask=~found)
+            else:
+                positions = pa.nulls(len(keys), pa.int64())
+            picked = scores.take(positions)
             for name in picked.column_names:
                 if name in table.column_names:
                     table = table.drop_columns([name])
