@@ -58,7 +58,9 @@ turns, tool results; system prompts ignored — see :mod:`.text`) with MinHash
 **Streaming.** :class:`SplitPlanner` reads the cell once, batch by batch,
 keeping per row only a 16-byte id, its group, a 16-byte duplicate key, a
 timestamp and (per distinct prompt) a MinHash; :class:`SplitPlan` then
-assigns splits to the batches of a second pass.
+assigns splits to the batches of a second pass. Through that second pass the
+signatures wait in an unlinked temporary file (:class:`SpilledRows`), read back
+a batch's rows at a time, instead of in memory.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -188,6 +192,48 @@ def _identity_keys(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
     names = batch.schema.names
     observation_ids = batch.column("observation_id").to_pylist() if "observation_id" in names else [None] * len(trace_ids)
     return np.array([identity_key(t, o) for t, o in zip(trace_ids, observation_ids)], dtype="S16").reshape(-1)
+
+
+# Signature arrays larger than this are spilled to a temporary file once the plan is made.
+SPILL_SIGNATURES_BYTES = 16 * 2**20
+_SPILL_WINDOW_ROWS = 1 << 15
+
+
+class SpilledRows:
+    """A 2-D array in an unlinked temporary file (gone when closed or collected); ``rows[ids]``
+    reads back only the windows of rows that hold ``ids`` (with ``pread``, not ``mmap``: pages a
+    map touched would count in the process's resident memory until unmapped)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.dtype, self.shape = array.dtype, array.shape
+        self._row_bytes = array.dtype.itemsize * (array.shape[1] if array.ndim > 1 else 1)
+        self._file = tempfile.TemporaryFile(prefix="materializer-signatures-")
+        np.ascontiguousarray(array).tofile(self._file)
+        self._file.flush()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self._file.fileno(), (stop - start) * self._row_bytes, start * self._row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        out = np.empty((len(ids), *self.shape[1:]), self.dtype)
+        if not len(ids):
+            return out
+        windows = ids // _SPILL_WINDOW_ROWS
+        for window in np.unique(windows).tolist():
+            start = window * _SPILL_WINDOW_ROWS
+            chosen = np.flatnonzero(windows == window)
+            wanted = ids[chosen] - start
+            out[chosen] = self._read(start, start + int(wanted.max()) + 1)[wanted]
+        return out
+
+
+def _spill(array: np.ndarray | None) -> np.ndarray | SpilledRows | None:
+    return SpilledRows(array) if array is not None and array.nbytes > SPILL_SIGNATURES_BYTES else array
 
 
 class SplitPlanner:
@@ -316,9 +362,10 @@ class SplitPlanner:
             group_names,
             stats,
             published,
-            signatures if published is not None else None,
-            bands if published is not None else None,
+            _spill(signatures) if published is not None else None,
+            _spill(bands) if published is not None else None,
         )
+        self._signatures = None
         # Free the first pass's state.
         self._hasher = None
         self._group_ids = {}

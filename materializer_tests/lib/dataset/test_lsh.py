@@ -151,3 +151,25 @@ def test_lsh_bands_and_rows_are_the_ones_datasketch_chose():
         (0.7, 256): (32, 8), (0.8, 256): (25, 10), (0.9, 256): (17, 15), (0.95, 256): (13, 19),
     }
     assert {key: _lsh_params(*key) for key in expected} == expected
+
+
+def test_spilled_signatures_read_back_what_was_kept(monkeypatch):
+    """Past the second pass a large plan keeps its signatures in a temporary file: the rows it
+    reads back (any ids, dense or sparse, in any order) equal the in-memory ones."""
+    from materializer_assets.lib.dataset import splits
+
+    rng = np.random.default_rng(5)
+    array = rng.integers(0, 2**32, size=(100_000, 8), dtype=np.uint64).astype(np.uint32)
+    spilled = splits.SpilledRows(array)
+    for ids in (np.arange(0), np.array([99_999, 0, 5]), rng.integers(0, 100_000, 50), np.arange(40_000, 70_000)):
+        assert (spilled[ids] == array[ids]).all()
+
+    config = SplitConfig(test_fraction=0.5)
+    day = table(_cell("a", users("train", 30, config), users("test", 30, config), QUESTIONS, "train", UNRELATED[:2]))
+    in_memory = plan_splits([day], config)
+    monkeypatch.setattr(splits, "SPILL_SIGNATURES_BYTES", 0)
+    on_disk = plan_splits([day], config)
+    assert isinstance(on_disk._signatures, splits.SpilledRows)
+    assert on_disk.index_rows(day).equals(in_memory.index_rows(day))
+    assert (on_disk.published.train_sig == in_memory.published.train_sig).all()
+    assert (on_disk.published.test_bands == in_memory.published.test_bands).all()
