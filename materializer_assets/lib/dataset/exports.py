@@ -44,7 +44,9 @@ Rows without a prompt or without a response are skipped (counted under
 ``no_prompt`` / ``no_response`` when a ``skipped`` Counter is passed).
 
 Every builder is row-wise (a batch in, a table out, constant memory) except
-DPO, which needs the cell's pairs (:mod:`.pairs`).
+DPO, which needs the cell's pairs (:mod:`.pairs`). SFT, KTO and GRPO build plain
+chats by columns (:mod:`.conversations`) and the other rows (tool calls, other
+roles) one by one, with the same result.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ import json
 import math
 import posixpath
 from collections import Counter
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .chat import TRL_CHAT_TYPE, has_answer, normalize_tools, split_conversation
+from .conversations import conversations
 from .rewards import NON_PREFERRED, PREFERRED
 from .schema import SPLITS, TEST, TRAIN
 from .text import RowTexts, iter_row_texts
@@ -154,13 +158,18 @@ def _table(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     return batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
 
 
-def _exported_rows(batch: pa.RecordBatch | pa.Table, mask: pa.ChunkedArray | pa.Array | None = None) -> pa.Table:
-    """Only train/test rows (and ``mask`` where given)."""
-    table = _table(batch)
+def _exported_mask(table: pa.Table, mask: pa.ChunkedArray | pa.Array | None = None) -> np.ndarray:
+    """Train/test rows (and ``mask`` where given)."""
     keep = pc.is_in(table.column("split"), pa.array(SPLITS))
     if mask is not None:
         keep = pc.and_(keep, mask)
-    return table.filter(pc.fill_null(keep, False)).combine_chunks()
+    return np.asarray(pc.fill_null(keep, False), bool)
+
+
+def _exported_rows(batch: pa.RecordBatch | pa.Table, mask: pa.ChunkedArray | pa.Array | None = None) -> pa.Table:
+    """Only train/test rows (and ``mask`` where given)."""
+    table = _table(batch)
+    return table.filter(pa.array(_exported_mask(table, mask))).combine_chunks()
 
 
 def _column(table: pa.Table, name: str) -> list:
@@ -234,9 +243,25 @@ def sft_table(
 ) -> pa.Table:
     """SFT rows. ``labels``: which labels to train on (default: preferred only,
     so a bad answer is never imitated); None takes every train/test row."""
-    table = _table(batch)
+    table = _table(batch).combine_chunks()
     mask = pc.is_in(table.column("label"), pa.array(list(labels), pa.string())) if labels is not None else None
-    rows, records = _Rows(_exported_rows(table, mask)), []
+    if not conversational:
+        return _sft_rows(_exported_rows(table, mask), conversational=False, skipped=skipped)[0]
+    exported = _exported_mask(table, mask)
+    chats = conversations(table)
+    _count_skipped(skipped, chats.skip_counts(exported))
+    rows = np.flatnonzero(chats.usable & exported)
+    messages = _append_each(chats.prompts(rows), chats.finals(rows))
+    fast = pa.Table.from_arrays(
+        [messages, _normalized_tools(table, rows), *_taken(table, rows, ("trace_id", "observation_id", "split"))],
+        schema=sft_schema(True),
+    )
+    return _merge_row_by_row(fast, rows, table, ~chats.fast & exported, lambda part: _sft_rows(part, conversational=True, skipped=skipped))
+
+
+def _sft_rows(table: pa.Table, *, conversational: bool, skipped: Counter | None) -> tuple[pa.Table, list[int]]:
+    """The per-row path: the rows, and the input row of each."""
+    rows, records, origin = _Rows(table), [], []
     for i in range(rows.table.num_rows):
         if not rows.usable(i, skipped):
             continue
@@ -246,14 +271,33 @@ def sft_table(
         else:
             record = {"prompt": rows.standard_prompt(i), "completion": rows.texts[i].response}
         records.append({**record, **rows.lineage(i)})
-    return pa.Table.from_pylist(records, schema=sft_schema(conversational))
+        origin.append(i)
+    return pa.Table.from_pylist(records, schema=sft_schema(conversational)), origin
 
 
 def kto_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, skipped: Counter | None = None) -> pa.Table:
     """KTO rows: preferred → label True, non_preferred → False; neutral/unlabeled left out."""
-    table = _table(batch)
-    rows = _Rows(_exported_rows(table, pc.is_in(table.column("label"), pa.array([PREFERRED, NON_PREFERRED]))))
-    records = []
+    table = _table(batch).combine_chunks()
+    mask = pc.is_in(table.column("label"), pa.array([PREFERRED, NON_PREFERRED]))
+    if not conversational:
+        return _kto_rows(_exported_rows(table, mask), conversational=False, skipped=skipped)[0]
+    exported = _exported_mask(table, mask)
+    chats = conversations(table)
+    _count_skipped(skipped, chats.skip_counts(exported))
+    rows = np.flatnonzero(chats.usable & exported)
+    finals = chats.finals(rows)
+    completion = pa.ListArray.from_arrays(pa.array(np.arange(len(rows) + 1, dtype=np.int32)), finals, type=TRL_CHAT_TYPE)
+    label, trace_id, observation_id, split, final_reward = _taken(table, rows, ("label", "trace_id", "observation_id", "split", "final_reward"))
+    fast = pa.Table.from_arrays(
+        [chats.prompts(rows), completion, pc.equal(label, PREFERRED), _normalized_tools(table, rows), trace_id, observation_id, split, final_reward],
+        schema=kto_schema(True),
+    )
+    return _merge_row_by_row(fast, rows, table, ~chats.fast & exported, lambda part: _kto_rows(part, conversational=True, skipped=skipped))
+
+
+def _kto_rows(table: pa.Table, *, conversational: bool, skipped: Counter | None) -> tuple[pa.Table, list[int]]:
+    """The per-row path: the rows, and the input row of each."""
+    rows, records, origin = _Rows(table), [], []
     for i in range(rows.table.num_rows):
         if not rows.usable(i, skipped):
             continue
@@ -264,12 +308,86 @@ def kto_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, 
         else:
             record.update(prompt=rows.standard_prompt(i), completion=rows.texts[i].response)
         records.append({**record, **rows.lineage(i), "final_reward": rows.value("final_reward", i)})
-    return pa.Table.from_pylist(records, schema=kto_schema(conversational))
+        origin.append(i)
+    return pa.Table.from_pylist(records, schema=kto_schema(conversational)), origin
+
+
+def _taken(table: pa.Table, rows: np.ndarray, names: Sequence[str]) -> list[pa.Array]:
+    take = pa.array(rows, pa.int64())
+    return [table.column(name).take(take) for name in names]
+
+
+def _append_each(lists: pa.ListArray, items: pa.Array) -> pa.ListArray:
+    """Each list of ``lists`` with the item of its row appended."""
+    offsets = np.asarray(lists.offsets, np.int64)
+    sizes = np.diff(offsets)
+    owner = np.concatenate([np.repeat(np.arange(len(lists)), sizes), np.arange(len(lists))])
+    values = pa.concat_arrays([lists.values.slice(offsets[0], offsets[-1] - offsets[0]) if len(lists) else lists.values.slice(0, 0), items])
+    order = np.argsort(owner, kind="stable")
+    new_offsets = np.zeros(len(lists) + 1, np.int32)
+    np.cumsum(sizes + 1, out=new_offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(new_offsets), values.take(pa.array(order, pa.int64())), type=lists.type)
 
 
 def grpo_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, skipped: Counter | None = None) -> pa.Table:
     """GRPO prompt-only rows with the logged response as ``reference`` and the reward columns."""
-    rows, records = _Rows(_exported_rows(batch)), []
+    if not conversational:
+        return _grpo_rows(_exported_rows(batch), conversational=False, skipped=skipped)[0]
+    # Plain chats by columns (lib/dataset/conversations.py), the rest row by row. No filtered
+    # copy of the batch first: each column is taken once, at the rows exported.
+    table = _table(batch).combine_chunks()
+    exported = _exported_mask(table)
+    chats = conversations(table)
+    _count_skipped(skipped, chats.skip_counts(exported))
+    rows = np.flatnonzero(chats.usable & exported)
+    fast = pa.Table.from_arrays(
+        [
+            chats.prompts(rows),
+            _normalized_tools(table, rows),
+            chats.responses(rows),
+            *_taken(table, rows, ("final_reward", "ragas_reward", "judge_score", "trace_id", "observation_id", "split")),
+        ],
+        schema=grpo_schema(True),
+    )
+    return _merge_row_by_row(
+        fast, rows, table, ~chats.fast & exported, lambda part: _grpo_rows(part, conversational=True, skipped=skipped)
+    )
+
+
+def _count_skipped(skipped: Counter | None, counts: dict[str, int]) -> None:
+    if skipped is not None:
+        for reason, count in counts.items():
+            if count:
+                skipped[reason] += count
+
+
+def _normalized_tools(table: pa.Table, rows: np.ndarray) -> pa.Array:
+    if "tools" not in table.column_names:
+        return pa.nulls(len(rows), pa.string())
+    tools = table.column("tools").take(pa.array(rows, pa.int64())).to_pylist()
+    return pa.array([normalize_tools(value) if value is not None else None for value in tools], pa.string())
+
+
+def _merge_row_by_row(
+    fast: pa.Table,
+    fast_rows: np.ndarray,
+    table: pa.Table,
+    slow: np.ndarray,
+    row_by_row: Callable[[pa.Table], tuple[pa.Table, list[int]]],
+) -> pa.Table:
+    """``fast`` (built from ``fast_rows``) and what ``row_by_row`` makes of the ``slow`` rows of
+    ``table`` (its output rows and the input row of each), in the input's row order."""
+    slow_rows = np.flatnonzero(slow)
+    if not len(slow_rows):
+        return fast
+    slow, slow_origin = row_by_row(table.take(pa.array(slow_rows, pa.int64())))
+    origin = np.concatenate([fast_rows, slow_rows[np.asarray(slow_origin, np.int64)]])
+    return pa.concat_tables([fast, slow]).take(pa.array(np.argsort(origin, kind="stable"), pa.int64()))
+
+
+def _grpo_rows(table: pa.Table, *, conversational: bool, skipped: Counter | None) -> tuple[pa.Table, list[int]]:
+    """The per-row path: the rows, and the input row of each."""
+    rows, records, origin = _Rows(table), [], []
     for i in range(rows.table.num_rows):
         if not rows.usable(i, skipped):
             continue
@@ -284,7 +402,8 @@ def grpo_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True,
             judge_score=rows.value("judge_score", i),
         )
         records.append({**record, **rows.lineage(i)})
-    return pa.Table.from_pylist(records, schema=grpo_schema(conversational))
+        origin.append(i)
+    return pa.Table.from_pylist(records, schema=grpo_schema(conversational)), origin
 
 
 def dpo_table(pairs: pa.Table, *, conversational: bool = True) -> pa.Table:
