@@ -87,6 +87,7 @@ class Conversations:
     # rows
     _fallback: np.ndarray  # no message before the answer, but a prompt: one user turn
     _answer_at: np.ndarray  # value index of the popped answer, -1 when none
+    _last_user_at: np.ndarray  # value index of the last user turn before the answer, -1 when none
     _prompt: pa.Array
     _response: pa.Array
     _response_not_blank: np.ndarray
@@ -128,6 +129,16 @@ class Conversations:
         offsets = np.zeros(len(rows) + 1, np.int32)
         np.cumsum(np.bincount(owner, minlength=len(rows)), out=offsets[1:])
         return pa.ListArray.from_arrays(pa.array(offsets), messages, type=pa.list_(TRL_MESSAGE_TYPE))
+
+    def has_user_turn(self) -> np.ndarray:
+        return self._last_user_at >= 0
+
+    def last_user_turns(self, rows: np.ndarray) -> pa.Array:
+        """The text of the last user turn before the answer of ``rows`` (null for a row without one)."""
+        at = self._last_user_at[rows]
+        if not len(self._contents):
+            return pa.nulls(len(rows), _STRING)
+        return pc.if_else(pa.array(at >= 0), pc.fill_null(_take(self._contents, np.maximum(at, 0)), ""), pa.nulls(len(rows), _STRING))
 
     def responses(self, rows: np.ndarray) -> pa.Array:
         """``RowTexts.response`` of ``rows``: the response column, else the answer turn's text."""
@@ -192,6 +203,13 @@ def conversations(table: pa.Table) -> Conversations:
     answer_at = np.full(n, -1, np.int64)
     answer_at[parents[popped]] = np.flatnonzero(popped)
 
+    last_user_at = np.full(n, -1, np.int64)
+    users = np.flatnonzero(kept & np.asarray(pc.fill_null(pc.equal(roles, "user"), False), bool))
+    if len(users):
+        owners = parents[users]
+        final_of_row = np.append(owners[1:] != owners[:-1], True)
+        last_user_at[owners[final_of_row]] = users[final_of_row]
+
     content_not_blank = not_blank(contents) if m else np.zeros(0, bool)
     response_not_blank = not_blank(responses)
     # RowTexts.dialogue: the non-system texts before the answer, or the fallback prompt
@@ -206,5 +224,5 @@ def conversations(table: pa.Table) -> Conversations:
     )
     return Conversations(
         fast, has_prompt, has_response, parents, kept, roles, contents, names, content_not_blank,
-        fallback, answer_at, prompts, responses, response_not_blank,
+        fallback, answer_at, last_user_at, prompts, responses, response_not_blank,
     )

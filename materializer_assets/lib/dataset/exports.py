@@ -434,18 +434,65 @@ def router_table(
 ) -> pa.Table:
     """LLMRouter rows; rows without a final reward are skipped (the seed's "skip
     traces without performance labels"), counted under ``no_reward``."""
-    table = _table(batch)
-    table = _exported_rows(table)
-    has_reward = pc.is_valid(table.column("final_reward"))
+    table = _table(batch).combine_chunks()
+    exported = _exported_mask(table)
+    has_reward = np.asarray(pc.is_valid(table.column("final_reward")), bool)
     if skipped is not None:
-        skipped["no_reward"] += table.num_rows - (pc.sum(has_reward).as_py() or 0)
-    table = table.filter(has_reward)
+        skipped["no_reward"] += int(np.count_nonzero(exported & ~has_reward))
+    candidates = exported & has_reward
+    chats = conversations(table)
+    prompt = table.column("prompt").cast(pa.string()) if "prompt" in table.column_names else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
+    prompt_given = np.asarray(pc.fill_null(pc.greater(pc.utf8_length(prompt), 0), False), bool)
+    # The query is the prompt, else the last user turn; a row with neither goes row by row.
+    fast = chats.fast & (prompt_given | chats.has_user_turn())
+    usable_fast = fast & chats.has_prompt & chats.has_response & candidates
+    _count_skipped(skipped, chats.skip_counts(fast & candidates))
+    rows = np.flatnonzero(usable_fast)
+    take = pa.array(rows, pa.int64())
+    query = pc.if_else(pa.array(prompt_given[rows]), prompt.take(take), chats.last_user_turns(rows)) if len(rows) else pa.array([], pa.string())
+    model, latency, total, inputs, outputs, reward, source, trace_id, observation_id, split = (
+        _taken_or_null(table, rows, name, ROUTER_COLUMN_TYPES[name])
+        for name in ("model", "latency_ms", "total_tokens", "input_tokens", "output_tokens", "final_reward", "reward_source", "trace_id", "observation_id", "split")
+    )
+    k = len(rows)
+    fast_table = pa.Table.from_arrays(
+        [
+            query, model, chats.responses(rows), reward,
+            pc.divide(latency.cast(pa.float64()), 1000.0),
+            pc.coalesce(total, pc.add(inputs, outputs)),
+            inputs, outputs,
+            pa.array([task_name] * k, pa.string()), pa.array([""] * k, pa.string()), pa.array([metric] * k, pa.string()),
+            trace_id, observation_id, split, source,
+        ],
+        schema=ROUTER_SCHEMA,
+    )
+    return _merge_row_by_row(
+        fast_table, rows, table, ~fast & candidates,
+        lambda part: _router_rows(part, task_name=task_name, metric=metric, skipped=skipped),
+    )
+
+
+ROUTER_COLUMN_TYPES = {
+    "model": pa.string(), "latency_ms": pa.int64(), "total_tokens": pa.int64(), "input_tokens": pa.int64(),
+    "output_tokens": pa.int64(), "final_reward": pa.float64(), "reward_source": pa.string(),
+    "trace_id": pa.string(), "observation_id": pa.string(), "split": pa.string(),
+}
+
+
+def _taken_or_null(table: pa.Table, rows: np.ndarray, name: str, kind: pa.DataType) -> pa.Array:
+    if name not in table.column_names:
+        return pa.nulls(len(rows), kind)
+    return table.column(name).take(pa.array(rows, pa.int64())).combine_chunks().cast(kind)
+
+
+def _router_rows(table: pa.Table, *, task_name: str, metric: str, skipped: Counter | None) -> tuple[pa.Table, list[int]]:
+    """The per-row path (rows with a final reward): the rows, and the input row of each."""
     columns = {
         name: _column(table, name)
         for name in ("prompt", "model", "latency_ms", "total_tokens", "input_tokens", "output_tokens", "final_reward", "reward_source")
     }
     lineage = {name: _column(table, name) for name in ("trace_id", "observation_id", "split")}
-    records = []
+    records, origin = [], []
     for i, texts in enumerate(iter_row_texts(table)):
         if not _usable(texts, skipped):
             continue
@@ -472,7 +519,8 @@ def router_table(
                 "reward_source": columns["reward_source"][i],
             }
         )
-    return pa.Table.from_pylist(records, schema=ROUTER_SCHEMA)
+        origin.append(i)
+    return pa.Table.from_pylist(records, schema=ROUTER_SCHEMA), origin
 
 
 def router_jsonl_lines(table: pa.Table) -> Iterator[str]:

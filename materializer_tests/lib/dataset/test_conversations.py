@@ -93,3 +93,24 @@ def test_sft_and_kto_by_columns_equal_row_by_row(seed):
     want, _ = exports._kto_rows(exports._exported_rows(table, mask), conversational=True, skipped=want_skipped)
     assert got.schema == want.schema and got.to_pylist() == want.to_pylist() and got_skipped == want_skipped
     assert got.num_rows > 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_router_by_columns_equals_row_by_row(seed):
+    import numpy as np
+
+    table = random_rows(seed)
+    rng = np.random.default_rng(seed)
+    n = table.num_rows
+    table = table.set_column(table.column_names.index("final_reward"), "final_reward", pa.array([None if rng.random() < 0.2 else float(rng.random()) for _ in range(n)], pa.float64()))
+    for name in ("total_tokens", "input_tokens", "output_tokens", "latency_ms"):
+        table = table.append_column(name, pa.array([None if rng.random() < 0.3 else int(rng.integers(0, 900)) for _ in range(n)], pa.int64()))
+    table = table.append_column("model", pa.array(["glm-5-32b"] * n)).append_column("reward_source", pa.array(["ragas+judge"] * n))
+    got_skipped, want_skipped = Counter(), Counter()
+    got = exports.router_table(table, skipped=got_skipped)
+    exported = exports._exported_rows(table)
+    want_skipped["no_reward"] += exported.column("final_reward").null_count
+    exported = exported.filter(pa.compute.is_valid(exported.column("final_reward")))
+    want, _ = exports._router_rows(exported, task_name="production", metric="custom", skipped=want_skipped)
+    assert got.schema == want.schema and got.to_pylist() == want.to_pylist() and got_skipped == want_skipped
+    assert got.num_rows > 10
