@@ -85,7 +85,7 @@ def scan_batches(upstream: Any, columns: Sequence[str], batch_rows: int = 4096) 
         source = upstream.to_batches(columns=wanted)
     elif hasattr(upstream, "to_arrow_batch_reader"):
         scan = upstream.select(*wanted) if hasattr(upstream, "select") else upstream
-        from ..iceberg import stream_scan
+        from ..iceberg.reading import stream_scan
 
         source = stream_scan(scan)
     else:
