@@ -19,10 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ..consent import ConsentPolicy, granted_mask
+from ..consent import CONSENT_COLUMNS, ConsentPolicy, granted_mask
 
-# What ConsentPolicy.apply reads: the user, the trace's time and the decision recorded upstream.
-CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
 INPUT_COLUMNS = (
     "trace_id",
     "observation_id",
