@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -15,9 +16,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from .consent import SOURCE_COLUMN, SOURCE_METADATA, SOURCE_REGISTRY, SOURCE_TAG
+from .consent import SOURCE_COLUMN, SOURCE_METADATA, SOURCE_REGISTRY, SOURCE_TAG, granted_mask
 from .lake import iter_batches
-from .stages import SeenKeys
+from .identity import SeenKeys
 
 GRANTING_SOURCES = frozenset({SOURCE_REGISTRY, SOURCE_COLUMN, SOURCE_TAG, SOURCE_METADATA})
 
@@ -33,25 +34,51 @@ def _columns(dataset: ds.Dataset, wanted: list[str]) -> list[str]:
     return [name for name in wanted if name in dataset.schema.names]
 
 
+@dataclass
+class ConsentLineage:
+    """What :func:`consent_lineage` found: rows read, rows without consent=true, and rows
+    whose consent source cannot grant (a row may be both)."""
+
+    rows: int = 0
+    without_consent: int = 0
+    without_granting_source: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.without_consent == 0 and self.without_granting_source == 0
+
+
+CONSENT_LINEAGE_COLUMNS = ("consent", "consent_source")
+
+
+def consent_lineage(batches: Iterable[pa.RecordBatch]) -> ConsentLineage:
+    """The consent check of every consented output: consent = true and a consent source that can grant.
+
+    ``batches`` need the :data:`CONSENT_LINEAGE_COLUMNS`.
+    """
+    found = ConsentLineage()
+    granting = pa.array(sorted(GRANTING_SOURCES))
+    for batch in batches:
+        found.rows += batch.num_rows
+        found.without_consent += batch.num_rows - (pc.sum(granted_mask(batch)).as_py() or 0)
+        can_grant = pc.fill_null(pc.is_in(batch.column("consent_source"), value_set=granting), False)
+        found.without_granting_source += batch.num_rows - (pc.sum(can_grant).as_py() or 0)
+    return found
+
+
 def check_only_granted(dataset: ds.Dataset) -> CheckOutcome:
-    """Every row has consent = true and a consent source that can grant."""
-    bad_consent = 0
-    bad_source: Counter = Counter()
-    rows = 0
-    for batch in iter_batches(dataset, ["consent", "consent_source"]):
-        rows += batch.num_rows
-        bad_consent += batch.num_rows - (pc.sum(pc.fill_null(pc.equal(batch.column("consent"), True), False)).as_py() or 0)
-        sources = batch.column("consent_source")
-        offending = sources.filter(pc.invert(pc.fill_null(pc.is_in(sources, pa.array(sorted(GRANTING_SOURCES))), False)))
-        for source in offending.to_pylist():
-            bad_source[str(source)] += 1
-    passed = bad_consent == 0 and not bad_source
+    """Every row has consent = true and a consent source that can grant (:func:`consent_lineage`)."""
+    found = consent_lineage(iter_batches(dataset, list(CONSENT_LINEAGE_COLUMNS)))
     return CheckOutcome(
-        passed,
+        found.passed,
         "every row has consent=true and a recorded consent source"
-        if passed
-        else f"{bad_consent} row(s) without consent=true, {sum(bad_source.values())} without a granting source",
-        {"rows": rows, "rows_without_consent": bad_consent, "rows_with_bad_consent_source": sum(bad_source.values())},
+        if found.passed
+        else f"{found.without_consent} row(s) without consent=true, {found.without_granting_source} without a granting source",
+        {
+            "rows": found.rows,
+            "rows_without_consent": found.without_consent,
+            "rows_with_bad_consent_source": found.without_granting_source,
+        },
     )
 
 
@@ -61,10 +88,12 @@ def check_unique_ids(dataset: ds.Dataset) -> CheckOutcome:
     duplicates = 0
     examples: list[str] = []
     for batch in iter_batches(dataset, ["trace_id", "observation_id"]):
-        trace_ids, observation_ids = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+        trace_ids, observation_ids = batch.column(0), batch.column(1)
         repeated = np.flatnonzero(~seen.first_seen(trace_ids, observation_ids))
         duplicates += len(repeated)
-        examples.extend(f"{trace_ids[i]}/{observation_ids[i]}" for i in repeated[: 5 - len(examples)])
+        examples.extend(
+            f"{trace_ids[int(i)].as_py()}/{observation_ids[int(i)].as_py()}" for i in repeated[: 5 - len(examples)]
+        )
     return CheckOutcome(
         duplicates == 0,
         "no duplicate (trace_id, observation_id)" if not duplicates else f"{duplicates} duplicate id(s)",

@@ -364,6 +364,10 @@ def granted_mask(batch: pa.RecordBatch | pa.Table) -> pa.Array:
     return pc.fill_null(pc.equal(batch.column("consent"), True), False)
 
 
+# What ConsentPolicy.apply reads: the user, the trace's time and the decision recorded upstream.
+CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
+
+
 class ConsentPolicy:
     """The consent rule as every stage applies it to its rows: who is forgotten, and
     :func:`apply_registry` for the rest.

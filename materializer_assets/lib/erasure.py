@@ -722,7 +722,7 @@ class IcebergTableOutput(ErasableOutput):
         names = table.schema().column_names
         if USER_COLUMN not in names or TRACE_COLUMN not in names:
             return set()
-        from .iceberg import stream_scan
+        from .iceberg.reading import stream_scan
 
         scan = table.scan(row_filter=In(USER_COLUMN, sorted(user_ids)), selected_fields=(TRACE_COLUMN,))
         found: set[str] = set()
@@ -738,7 +738,7 @@ class IcebergTableOutput(ErasableOutput):
             return set()
         if not set(REVOCATION_COLUMNS) <= set(table.schema().column_names):
             return set()
-        from .iceberg import stream_scan
+        from .iceberg.reading import stream_scan
 
         scan = table.scan(row_filter=EqualTo("consent", True), selected_fields=REVOCATION_COLUMNS)
         found: set[tuple[str, str]] = set()
@@ -747,7 +747,8 @@ class IcebergTableOutput(ErasableOutput):
         return found
 
     def erase(self, targets: ErasureTargets) -> OutputErasure:
-        from .iceberg import _commit_attempts, stream_scan
+        from .iceberg.base import _commit_attempts
+        from .iceberg.reading import stream_scan
 
         key = self._key()
         result = OutputErasure(self.name, self.kind, key)
@@ -770,7 +771,7 @@ class IcebergTableOutput(ErasableOutput):
         return result
 
     def purge(self) -> dict:
-        from .iceberg import expire_and_purge
+        from .iceberg.erasure import expire_and_purge
 
         table = self.table()
         if table is None:
@@ -778,7 +779,8 @@ class IcebergTableOutput(ErasableOutput):
         return expire_and_purge(table, older_than=None, orphan_grace=self.orphan_grace).as_dict()
 
     def remaining(self, targets: ErasureTargets) -> int:
-        from .iceberg import table_filesystem, table_files
+        from .iceberg.erasure import table_files
+        from .iceberg.tables import table_filesystem
 
         table = self.table()
         if table is None:

@@ -12,18 +12,17 @@ PII-redacted. Every row that goes in is counted in exactly one bucket, so
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from .consent import ConsentPolicy, consent_state, granted_mask
+from .consent import CONSENT_COLUMNS, ConsentPolicy, consent_state, granted_mask
+from .identity import SeenKeys, identity_keys
 from .lake import iter_batches, read_ahead
 from .normalize import compact_messages, restore_messages
 
@@ -106,6 +105,11 @@ def split_by_consent(batch: pa.RecordBatch) -> Mapping[str, pa.RecordBatch]:
     return parts
 
 
+def split_as_granted(batch: pa.RecordBatch) -> Mapping[str, pa.RecordBatch]:
+    """Route a consented cell's rows, all granted (:func:`require_granted` guards that), to ``consent=true``."""
+    return {CONSENT_SUBPATHS[0]: batch}
+
+
 def _value_counts(array: pa.Array) -> dict:
     return {item["values"].as_py(): item["counts"].as_py() for item in pc.value_counts(array)}
 
@@ -130,47 +134,11 @@ def raw_archive_form(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
 
 
 def identity_key(trace_id: str, observation_id: str | None) -> bytes:
-    """The dedup key of a row: (trace_id, observation_id), as a compact digest."""
-    # 16-byte digests keep the seen-set small for million-row cells.
-    return hashlib.blake2b(f"{trace_id}\x00{observation_id or ''}".encode(), digest_size=16).digest()
+    """One row's key (:func:`~.identity.identity_keys`).
 
-
-def _identity_digest(trace_id: str, observation_id: str | None) -> int:
-    return int.from_bytes(identity_key(trace_id, observation_id)[:8], "little")
-
-
-class SeenKeys:
-    """The (trace_id, observation_id) keys a cell has kept so far, 8 bytes each.
-
-    64-bit digests in a few sorted numpy arrays (merged as they grow, like an
-    LSM tree): a million-row cell costs 8 MB instead of ~80 MB for a set of
-    Python bytes. Two different keys share a digest with probability about
-    n²/2⁶⁵ (3·10⁻⁸ for a million rows); the later row would then be dropped
-    as a duplicate: a row lost, never a wrong row kept.
+    Only lib/dataset/splits.py still calls it, until it hashes whole columns.
     """
-
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray] = []
-
-    def __len__(self) -> int:
-        return sum(len(run) for run in self._runs)
-
-    def first_seen(self, trace_ids: Sequence[str], observation_ids: Sequence[str | None]) -> np.ndarray:
-        """A mask of the rows whose key was not seen before (nor earlier in this call); remembers them."""
-        digests = np.fromiter(
-            (_identity_digest(t, o) for t, o in zip(trace_ids, observation_ids)), np.uint64, count=len(trace_ids)
-        )
-        keep = np.zeros(len(digests), dtype=bool)
-        keep[np.unique(digests, return_index=True)[1]] = True
-        for run in self._runs:
-            positions = np.minimum(np.searchsorted(run, digests), len(run) - 1)
-            keep &= run[positions] != digests
-        if keep.any():
-            self._runs.append(np.sort(digests[keep]))
-            while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
-                newest = self._runs.pop()
-                self._runs[-1] = np.sort(np.concatenate([self._runs[-1], newest]), kind="stable")
-        return keep
+    return identity_keys([trace_id], [observation_id]).tobytes()
 
 
 def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> None:
@@ -227,10 +195,7 @@ def consented_stage(
         stats.dropped[DROP_EMPTY_RESPONSE] += (pc.sum(granted).as_py() or 0) - (pc.sum(keep).as_py() or 0)
 
         candidates = pc.indices_nonzero(keep)
-        first = seen.first_seen(
-            batch.column("trace_id").take(candidates).to_pylist(),
-            batch.column("observation_id").take(candidates).to_pylist(),
-        )
+        first = seen.first_seen(batch.column("trace_id").take(candidates), batch.column("observation_id").take(candidates))
         stats.dropped[DROP_DUPLICATE] += len(first) - int(first.sum())
         rows = candidates.filter(pa.array(first)) if not first.all() else candidates
         if len(rows) == 0:
@@ -257,10 +222,6 @@ def _derived_message_redactions(original: pa.RecordBatch, redacted: pa.RecordBat
         if name in original.schema.names and name in redactor.config.columns:
             counts.update(redactor.placeholder_gains(original.column(name), redacted.column(name), derived))
     return counts
-
-
-# What counting a row that cannot be granted needs: the columns ConsentPolicy.apply reads.
-CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
 
 
 def consent_candidates(raw: ds.Dataset, policy: ConsentPolicy) -> tuple[ds.Dataset, ds.Dataset | None]:
@@ -317,6 +278,7 @@ def consented_from_raw(
     yield from consented_stage(read_ahead(iter_batches(to_read), name="raw-reader"), policy, redactor, stats)
     stats.rows_read_whole = stats.rows_in
     if to_count is not None:
+        # Counting a row that cannot be granted needs only what the policy reads.
         count_ungranted(iter_batches(to_count, list(CONSENT_COLUMNS)), policy, stats)
 
 

@@ -29,7 +29,7 @@ from ..lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS
 from ..lib.dataset.rewards import LABELS, RewardConfig
 from ..lib.dataset.schema import PASSTHROUGH_COLUMNS
 from ..lib.dataset.summary import UNLABELED
-from ..lib.iceberg import IcebergCell
+from ..lib.iceberg.reading import IcebergCell
 from ..lib.scoring.schema import NOT_CONFIGURED, OK
 
 ROW_COUNT = "dagster/row_count"

@@ -13,6 +13,7 @@ import pytest
 
 from materializer_assets.lib import checks
 from materializer_assets.lib import iceberg as ice
+from materializer_assets.lib.iceberg.reading import _row_groups
 from materializer_assets.lib.lake import CellAddress, ParquetLake
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.storage import resolve
@@ -576,6 +577,6 @@ def test_scans_stream_one_row_group_at_a_time_and_match_pyiceberg(sqlite_table, 
     path = tmp_path / "groups.parquet"
     pq.write_table(pa.table({"trace_id": [f"t{i}" for i in range(10)]}), path, row_group_size=3)
     target = pa.schema([("trace_id", pa.string()), ("tools", pa.string())])
-    batches = list(ice._row_groups(table.io, str(path), target))
+    batches = list(_row_groups(table.io, str(path), target))
     assert [b.num_rows for b in batches] == [3, 3, 3, 1]
     assert all(b.schema.equals(target) and b.column("tools").null_count == b.num_rows for b in batches)

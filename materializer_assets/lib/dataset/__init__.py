@@ -7,6 +7,8 @@
 - :mod:`.build` — the two-pass ``reward_dataset`` builder and the score join
 - :mod:`.checks` — asset-check functions; :mod:`.summary` — asset metadata
 - :mod:`.schema` — ``REWARD_DATASET_SCHEMA`` and the split/label constants
+- :mod:`.near_dup_lake` — the cross-cell near-duplicate index, read and published in the lake
+- :mod:`.pairs_erasure` — GDPR erasure of the DPO pairs (two trace ids per row)
 """
 
 from .build import RewardDatasetBuilder, RewardLineage, ScoreLookup, build_reward_table, reward_batch

@@ -13,10 +13,9 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ..checks import GRANTING_SOURCES, CheckOutcome
+from ..checks import CONSENT_LINEAGE_COLUMNS, CheckOutcome, consent_lineage
 from .chat import messages_key
 from .schema import SPLITS
 
@@ -96,21 +95,20 @@ def check_no_group_in_both_splits(
 
 
 def check_consent_lineage(source: Source) -> CheckOutcome:
-    """Every row has consent = true and a recorded consent source that can grant (blocking)."""
-    rows = without_consent = without_source = 0
-    for batch in _batches(source, ["consent", "consent_source"]):
-        rows += batch.num_rows
-        granted = pc.fill_null(pc.equal(batch.column("consent"), True), False)
-        without_consent += batch.num_rows - (pc.sum(granted).as_py() or 0)
-        granting = pc.fill_null(pc.is_in(batch.column("consent_source"), pa.array(sorted(GRANTING_SOURCES))), False)
-        without_source += batch.num_rows - (pc.sum(granting).as_py() or 0)
-    passed = without_consent == 0 and without_source == 0
+    """Every row has consent = true and a recorded consent source that can grant (blocking;
+    :func:`~materializer_assets.lib.checks.consent_lineage`)."""
+    found = consent_lineage(_batches(source, list(CONSENT_LINEAGE_COLUMNS)))
     return CheckOutcome(
-        passed,
+        found.passed,
         "every row has consent=true and a recorded consent source"
-        if passed
-        else f"{without_consent} row(s) without consent=true, {without_source} without a granting consent source",
-        {"rows": rows, "rows_without_consent": without_consent, "rows_without_consent_source": without_source},
+        if found.passed
+        else f"{found.without_consent} row(s) without consent=true, "
+        f"{found.without_granting_source} without a granting consent source",
+        {
+            "rows": found.rows,
+            "rows_without_consent": found.without_consent,
+            "rows_without_consent_source": found.without_granting_source,
+        },
     )
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 import pyarrow.fs as pafs
 
-from ..sources.files import EXPORT_FOLDERS, EXPORT_SUFFIXES
+from ..sources.files.listing import EXPORT_FOLDERS, EXPORT_SUFFIXES
 from ..storage import Location
 
 _WINDOW_END = re.compile(

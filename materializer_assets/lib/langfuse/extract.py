@@ -56,7 +56,7 @@ from ..normalize import (
     utc_day,
 )
 from ..slugs import model_slug
-from ..sources.files import FEEDBACK_SCORE_NAMES, MACHINE_SCORE_SOURCES
+from ..sources.files.records import FEEDBACK_SCORE_NAMES, MACHINE_SCORE_SOURCES
 from .client import LangfuseClient, LangfuseUnavailableError, iso_utc
 from .config import LangfuseConfig
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -11,6 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from ..checks import CheckOutcome, columns_in_every_file
+from ..identity import batch_identity_keys
 from ..lake import iter_batches
 from .schema import NOT_APPLICABLE, NOT_CONFIGURED, OK
 
@@ -70,21 +70,18 @@ def check_non_ok_share(dataset: ds.Dataset, max_share: float) -> CheckOutcome:
     )
 
 
-def _key(trace_id: str, observation_id: str | None) -> bytes:
-    return hashlib.blake2b(f"{trace_id}\x00{observation_id or ''}".encode(), digest_size=16).digest()
-
-
 def check_every_trace_scored(upstream_batches: Iterable[pa.RecordBatch], dataset: ds.Dataset) -> CheckOutcome:
     """Exactly one score row per consented upstream trace: none missing, none extra, none twice."""
+    # tolist() drops a key's trailing zero bytes, the same way for every key: still one value per key.
     expected: set[bytes] = set()
     for batch in upstream_batches:
-        expected.update(_key(t, o) for t, o in zip(batch.column("trace_id").to_pylist(), batch.column("observation_id").to_pylist()))
+        expected.update(batch_identity_keys(batch).tolist())
     seen: set[bytes] = set()
     duplicates = extra = 0
     examples: list[str] = []
     for batch in iter_batches(dataset, ["trace_id", "observation_id"]):
-        for trace_id, observation_id in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
-            key = _key(trace_id, observation_id)
+        keys = batch_identity_keys(batch).tolist()
+        for key, trace_id, observation_id in zip(keys, batch.column(0).to_pylist(), batch.column(1).to_pylist()):
             if key in seen:
                 duplicates += 1
             elif key not in expected:

@@ -19,10 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ..consent import ConsentPolicy, granted_mask
+from ..consent import CONSENT_COLUMNS, ConsentPolicy, granted_mask
 
-# What ConsentPolicy.apply reads: the user, the trace's time and the decision recorded upstream.
-CONSENT_COLUMNS = ("user_id", "timestamp", "consent", "consent_source")
 INPUT_COLUMNS = (
     "trace_id",
     "observation_id",
@@ -85,7 +83,7 @@ def scan_batches(upstream: Any, columns: Sequence[str], batch_rows: int = 4096) 
         source = upstream.to_batches(columns=wanted)
     elif hasattr(upstream, "to_arrow_batch_reader"):
         scan = upstream.select(*wanted) if hasattr(upstream, "select") else upstream
-        from ..iceberg import stream_scan
+        from ..iceberg.reading import stream_scan
 
         source = stream_scan(scan)
     else:

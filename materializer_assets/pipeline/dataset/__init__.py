@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ...lib.consent import parse_consent
+from ...lib.dataset.pairs_erasure import PairedTracesOutput
 from ..settings import env_flag
 from .assets import (
     ASSETS,
@@ -20,7 +21,7 @@ from .assets import (
     router_export,
     sft_export,
 )
-from .erasure import PairedTracesOutput, register as _register_erasure
+from .erasure import register as _register_erasure
 from .near_dup import register as _register_near_dup_erasure
 from .resources import RewardDatasetResource
 

@@ -47,7 +47,7 @@ from ..partitions import cell_partitions, split_cell_key
 from ..check_results import cell_check_spec, check_result
 from ..freshness import CELL_FRESHNESS
 from ..metadata import flat_numbers, published_metadata, reward_lineage, reward_numbers, row_count_metadata, same_columns
-from . import near_dup
+from ...lib.dataset import near_dup_lake as near_dup
 from .resources import RewardDatasetResource
 
 REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"

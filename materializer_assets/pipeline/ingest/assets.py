@@ -21,6 +21,7 @@ from ...lib.stages import (
     raw_archive_form,
     raw_stage,
     require_granted,
+    split_as_granted,
     split_by_consent,
 )
 from ...resources.parquet_io import ParquetLakeIOManager
@@ -85,10 +86,6 @@ def _for_asset(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckRe
     )
 
 
-def _consented_only(batch):
-    return {"consent=true": batch}
-
-
 @dg.multi_asset(
     name="extract_cell",
     partitions_def=cell_partitions,
@@ -147,7 +144,7 @@ def extract_cell(
                     # raw_stage applied the policy to these batches already
                     consented_stage(raw_batches, None, redactor, consented_stats),
                     NORMALIZED_SCHEMA,
-                    split=_consented_only,
+                    split=split_as_granted,
                     guard=require_granted,
                 ),
                 name="consented-writer",
@@ -232,7 +229,7 @@ def _consented_parquet(batches, raw_rows: int, policy, privacy: PrivacyResource,
     stream = CellStream(
         batches,
         NORMALIZED_SCHEMA,
-        split=_consented_only,
+        split=split_as_granted,
         guard=require_granted,
         describe=lambda: {
             "consent_registry": policy.location,
