@@ -402,7 +402,9 @@ def test_partitioning_properties_and_row_groups(sqlite_table):
         meta = pq.read_metadata(filesystem.open_input_file(to_path(path)))
         row_groups += [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
         assert meta.row_group(0).column(0).compression == "ZSTD"
-    assert sorted(row_groups) == [8_928, 65_536, 65_536]  # full row groups, the rest last
+    # row groups end at the row limit or at 16 MB of buffered rows, whichever comes first
+    assert sum(row_groups) == 140_000 and max(row_groups) <= 65_536
+    assert sorted(row_groups) == [20_000, 60_000, 60_000]  # ~16 MB of these rows, 10k-row batches
 
 
 def _assert_manifests_hold_no_id_or_text_metrics(table, cells: set[tuple[str, str]]) -> None:
@@ -556,7 +558,7 @@ def test_all_files_helper_sees_the_table(sqlite_table):
     assert all_files(filesystem, to_path(sqlite_table.location())) == ice.table_files(sqlite_table)
 
 
-def test_scans_stream_one_row_group_at_a_time_and_match_pyiceberg(sqlite_table, tmp_path):
+def test_scans_stream_bounded_batches_and_match_pyiceberg(sqlite_table, tmp_path):
     from pyiceberg.expressions import And, EqualTo
 
     table = sqlite_table
@@ -573,10 +575,11 @@ def test_scans_stream_one_row_group_at_a_time_and_match_pyiceberg(sqlite_table, 
     assert set(filtered.column("user_id").to_pylist()) == {user}
     assert filtered.num_rows == narrow.to_arrow().num_rows < ours.num_rows
 
-    # a file of several row groups comes one decoded row group at a time, absent columns as nulls
+    # a file comes a bounded batch of rows at a time (never a whole row group), absent columns as nulls
     path = tmp_path / "groups.parquet"
-    pq.write_table(pa.table({"trace_id": [f"t{i}" for i in range(10)]}), path, row_group_size=3)
+    pq.write_table(pa.table({"trace_id": [f"t{i}" for i in range(10)]}), path, row_group_size=6)
     target = pa.schema([("trace_id", pa.string()), ("tools", pa.string())])
-    batches = list(_row_groups(table.io, str(path), target))
-    assert [b.num_rows for b in batches] == [3, 3, 3, 1]
+    batches = list(_row_groups(table.io, str(path), target, batch_rows=4))
+    assert [b.num_rows for b in batches] == [4, 4, 2]
+    assert pa.Table.from_batches(batches).column("trace_id").to_pylist() == [f"t{i}" for i in range(10)]
     assert all(b.schema.equals(target) and b.column("tools").null_count == b.num_rows for b in batches)

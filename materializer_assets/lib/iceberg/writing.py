@@ -94,7 +94,8 @@ class _CellFileWriter:
         self.schema = schema
         self.token = uuid.uuid4().hex
         self.row_group_rows = int(properties.get("write.parquet.row-group-limit", "65536"))
-        self.row_group_bytes = 64 * 2**20
+        # Readers decode a batch of rows at a time, but a writer holds a row group per lane.
+        self.row_group_bytes = 16 * 2**20
         self.target_file_bytes = int(properties.get("write.target-file-size-bytes", str(512 * 2**20)))
         level = properties.get("write.parquet.compression-level")
         # Columns whose metrics Iceberg does not keep need no Parquet statistics either.
