@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from .consent import CONSENT_COLUMNS, ConsentPolicy, consent_state, granted_mask
-from .identity import SeenKeys, identity_keys
+from .identity import SeenKeys
 from .lake import iter_batches, read_ahead
 from .normalize import compact_messages, restore_messages
 
@@ -131,14 +131,6 @@ def raw_archive_form(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBat
     raw cell get it back with :func:`~.normalize.restore_messages` (consented_stage does, after redaction)."""
     for batch in batches:
         yield compact_messages(batch)
-
-
-def identity_key(trace_id: str, observation_id: str | None) -> bytes:
-    """One row's key (:func:`~.identity.identity_keys`).
-
-    Only lib/dataset/splits.py still calls it, until it hashes whole columns.
-    """
-    return identity_keys([trace_id], [observation_id]).tobytes()
 
 
 def _count_refused_and_unknown(batch: pa.RecordBatch, stats: ConsentedStats) -> None:

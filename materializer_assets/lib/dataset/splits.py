@@ -76,7 +76,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..stages import identity_key
+from ..identity import batch_identity_keys
 import numpy as np
 
 from .lsh import LshIndex, band_hashes
@@ -184,14 +184,6 @@ class SplitStats:
 
 
 PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt", "response")
-
-
-def _identity_keys(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
-    """The 16-byte (trace_id, observation_id) digest of each row, as a fixed-width bytes array."""
-    trace_ids = batch.column("trace_id").to_pylist()
-    names = batch.schema.names
-    observation_ids = batch.column("observation_id").to_pylist() if "observation_id" in names else [None] * len(trace_ids)
-    return np.array([identity_key(t, o) for t, o in zip(trace_ids, observation_ids)], dtype="S16").reshape(-1)
 
 
 # Signature arrays larger than this are spilled to a temporary file once the plan is made.
@@ -304,7 +296,7 @@ class SplitPlanner:
             text_ids = np.fromiter((self._hasher.add(text) for text in near_texts), np.int64, count=n)
         else:
             text_ids = np.full(n, -1, np.int64)
-        self._keys.append(_identity_keys(batch))
+        self._keys.append(batch_identity_keys(batch))
         self._group.append(group_ids)
         self._dedup.append(np.array(dedup_keys, dtype="S16").reshape(-1))
         self._timestamp.append(timestamps)
@@ -464,7 +456,7 @@ class SplitPlan:
 
     def _positions(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """``(positions into the plan, found)`` of each row of ``batch``."""
-        keys = _identity_keys(batch)
+        keys = batch_identity_keys(batch)
         if not len(self._keys):
             return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
         positions = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
