@@ -583,3 +583,20 @@ def test_scans_stream_bounded_batches_and_match_pyiceberg(sqlite_table, tmp_path
     assert [b.num_rows for b in batches] == [4, 4, 2]
     assert pa.Table.from_batches(batches).column("trace_id").to_pylist() == [f"t{i}" for i in range(10)]
     assert all(b.schema.equals(target) and b.column("tools").null_count == b.num_rows for b in batches)
+
+
+def test_streamed_reads_hold_no_more_than_a_batch(tmp_path, sqlite_table):
+    """Reading a file of many row groups batch by batch keeps Arrow's memory flat: pyarrow's
+    pre-buffering would keep every row group read so far until the file is closed."""
+    path = tmp_path / "many-groups.parquet"
+    import os
+
+    texts = [os.urandom(1000).hex() for _ in range(40_000)]  # incompressible: 80 MB of column chunks
+    pq.write_table(pa.table({"trace_id": [f"t{i}" for i in range(40_000)], "prompt": texts}), path, row_group_size=1000)
+    target = pa.schema([("trace_id", pa.string()), ("prompt", pa.string())])
+    held = []
+    for i, batch in enumerate(_row_groups(sqlite_table.io, str(path), target, batch_rows=1000)):
+        del batch
+        if i in (5, 35):
+            held.append(pa.total_allocated_bytes())
+    assert held[1] - held[0] < 8 * 2**20, held  # 30 row groups (60 MB) later

@@ -62,7 +62,8 @@ def _row_groups(io, path: str, target: pa.Schema, batch_rows: int = READ_BATCH_R
     import pyarrow.parquet as pq
 
     with io.new_input(path).open() as stream:
-        parquet = pq.ParquetFile(stream)
+        # pre_buffer would cache every row group's column chunks until the file is done
+        parquet = pq.ParquetFile(stream, pre_buffer=False)
         present = set(parquet.schema_arrow.names)
         columns = [name for name in target.names if name in present]
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=columns):

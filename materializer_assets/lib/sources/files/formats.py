@@ -161,7 +161,8 @@ def _json_array_records(filesystem: pafs.FileSystem, file: SourceFile) -> Iterat
 
 def _parquet_records(filesystem: pafs.FileSystem, file: SourceFile, columns: frozenset[str] | None) -> Iterator[_RawRecord]:
     with filesystem.open_input_file(file.path) as handle:
-        parquet = pq.ParquetFile(handle)
+        # pre_buffer would keep every row group read so far until the file is done
+        parquet = pq.ParquetFile(handle, pre_buffer=False)
         names = parquet.schema_arrow.names
         selected = None if columns is None else [name for name in names if name in columns]
         row = 0
