@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import Field
 
+from ..lib.cells import split_cell_key
 from ..lib.iceberg import (
     DEFAULT_CATALOG_NAME,
     DEFAULT_NAMESPACE,
@@ -50,7 +51,6 @@ from ..lib.iceberg import (
 )
 from ..lib.lake import CellStream
 from ..lib.storage import S3Options
-from ..pipeline.partitions import split_cell_key
 from .parquet_io import DEFAULT_WAREHOUSE
 
 TABLE_METADATA_KEY = "iceberg_table"

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import Field
 
+from ..lib.cells import split_cell_key
 from ..lib.lake import CellAddress, CellStream, ParquetLake, ParquetWriteOptions
 from ..lib.storage import S3Options, resolve
-from ..pipeline.partitions import split_cell_key
 
 DEFAULT_WAREHOUSE = ".materializer/warehouse"
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ...lib import checks as base_checks
+from ...lib.cells import split_cell_key
 from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLineage, ScoreLookup, build_pairs
 from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
@@ -43,7 +44,7 @@ from ...lib.lake import CellStream, FixedSplit
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..freshness import CELL_FRESHNESS
 from ..metadata import flat_numbers, published_metadata, reward_lineage, reward_numbers, row_count_metadata, same_columns

@@ -10,6 +10,7 @@ from datetime import date
 import dagster as dg
 
 from ...lib import checks
+from ...lib.cells import split_cell_key
 from ...lib.lake import CellAddress, CellStream, StageAlongside, read_ahead
 from ...lib.normalize import RejectionLog
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
@@ -25,7 +26,7 @@ from ...lib.stages import (
 )
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, PrivacyResource, TraceSourceResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..metadata import flat_numbers, published_metadata, share
 

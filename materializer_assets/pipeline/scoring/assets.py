@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from ...lib import checks as base_checks
+from ...lib.cells import split_cell_key
 from ...lib.lake import CellStream
 from ...lib.scoring import checks
 from ...lib.scoring.inputs import ID_COLUMNS, INPUT_COLUMNS, InputStats, consented_only, scan_batches
@@ -28,7 +29,7 @@ from ...lib.consent import ConsentPolicy
 from ...resources.parquet_io import ParquetLakeIOManager
 from ...resources.settings import ErasureResource, TraceSourceResource
 from ...resources.scoring import JudgeResource, RagasResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..metadata import published_metadata, score_lineage, score_numbers
 
