@@ -133,7 +133,9 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         identifier = (metadata or {}).get(TABLE_METADATA_KEY)
         return str(identifier) if identifier else f"{self.default_namespace}.{asset_key.path[-1]}"
 
-    def publish(self, context: dg.AssetExecutionContext, data: Any, output_name: str | None = None) -> PublishedIcebergCell:
+    def publish(
+        self, context: dg.AssetExecutionContext, data: Any, output_name: str | None = None
+    ) -> PublishedIcebergCell:
         """Replace the running partition of the asset (of ``output_name`` in a multi-asset) with
         ``data`` in one commit; the asset yields the result as its ``dg.Output``."""
         key = output_asset_key(context, output_name)
@@ -164,7 +166,8 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 )
             table = ensure_table(catalog, identifier, schema)
             commit = replace_cell_from_batches(table, cell, batches, schema, snapshot_properties, guard=guard)
-        return PublishedIcebergCell(commit, IcebergCell(table, cell, commit.snapshot_id), table.location(), self.catalog_name)
+        published = IcebergCell(table, cell, commit.snapshot_id)
+        return PublishedIcebergCell(commit, published, table.location(), self.catalog_name)
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:

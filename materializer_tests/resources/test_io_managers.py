@@ -25,7 +25,9 @@ TABLE = "training_data.publish_contract"
 
 
 def _rows() -> pa.Table:
-    return pa.table({"trace_id": ["a", "b", "c"], "date": [DAY] * 3, "model_slug": [MODEL] * 3, "score": [0.1, 0.5, 0.9]})
+    return pa.table(
+        {"trace_id": ["a", "b", "c"], "date": [DAY] * 3, "model_slug": [MODEL] * 3, "score": [0.1, 0.5, 0.9]}
+    )
 
 
 def _materialize(tmp_path, assets, **run):
@@ -45,7 +47,8 @@ def test_an_asset_gets_back_the_lake_cell_it_published_and_its_output_records_th
 
     @dg.asset(partitions_def=cell_partitions, io_manager_key="parquet_io_manager", metadata={"lake_dataset": "contract"})
     def scores(context: dg.AssetExecutionContext, parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager]):
-        published = parquet_io_manager.publish(context, CellStream(iter(_rows().to_batches(max_chunksize=1)), _rows().schema))
+        rows = _rows()
+        published = parquet_io_manager.publish(context, CellStream(iter(rows.to_batches(max_chunksize=1)), rows.schema))
         seen["published"] = published
         seen["rows_read_back"] = published.dataset.count_rows()
         # The asset's own keys stay its own: the write's "rows" does not replace them.
@@ -93,6 +96,19 @@ def test_an_asset_gets_back_the_iceberg_cell_it_committed_and_its_output_records
     # handle_output committed nothing: the table's current snapshot is the one publish returned.
     table = resources["iceberg_io_manager"].load_catalog().load_table(TABLE)
     assert table.current_snapshot().snapshot_id == committed.commit.snapshot_id == seen["loaded_snapshot"]
+
+
+def test_an_asset_that_needs_nothing_back_returns_its_rows_and_the_io_manager_publishes_them(tmp_path):
+    @dg.asset(partitions_def=cell_partitions, io_manager_key="parquet_io_manager", metadata={"lake_dataset": "plain"})
+    def plain() -> pa.Table:
+        return _rows()
+
+    result, resources = _materialize(tmp_path, [plain])
+    metadata = materialization_metadata(result, "plain")
+    lake = resources["parquet_io_manager"].lake()
+    address = CellAddress("plain", DAY, MODEL)
+    assert (metadata["rows"], metadata["version"]) == (3, lake.manifest(address)["version"])
+    assert lake.open_cell(address).to_table().equals(_rows())
 
 
 @pytest.mark.parametrize("io_manager_key", ["parquet_io_manager", "iceberg_io_manager"])

@@ -227,7 +227,9 @@ def reward_dataset(
     description="The reward_dataset cell as Parquet in the warehouse lake (reward-dataset/date=D/model=M/).",
 )
 def reward_dataset_parquet(
-    context: dg.AssetExecutionContext, reward_dataset: Any, parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager]
+    context: dg.AssetExecutionContext,
+    reward_dataset: Any,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
 ) -> dg.Output[PublishedLakeCell]:
     schema = reward_dataset.schema
     published = parquet_io_manager.publish(context, CellStream(iter(reward_dataset.to_batches()), schema))
@@ -292,7 +294,9 @@ def _export_asset(name: str, build: Callable[..., pa.Table], schema: pa.Schema, 
         description=description,
     )
     def _export(
-        context: dg.AssetExecutionContext, reward_dataset: Any, parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager]
+        context: dg.AssetExecutionContext,
+        reward_dataset: Any,
+        parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
     ) -> dg.Output[PublishedLakeCell]:
         return _export_cell(context, parquet_io_manager, reward_dataset, build, schema)
 
@@ -352,7 +356,8 @@ def dpo_export(
     cell = _pair_inputs(reward_dataset)
     pairs, stats = build_pairs(cell, config)
     table = exports.dpo_table(pairs)
-    published = parquet_io_manager.publish(context, CellStream(iter(table.to_batches()), table.schema, split=_split_files))
+    stream = CellStream(iter(table.to_batches()), table.schema, split=_split_files)
+    published = parquet_io_manager.publish(context, stream)
     yield dg.Output(
         published,
         metadata={

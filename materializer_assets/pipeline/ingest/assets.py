@@ -88,9 +88,8 @@ def _for_asset(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckRe
 
 def _output(published: PublishedLakeCell, output_name: str, metadata: dict) -> dg.Output:
     """The Output of a cell the IO manager published: the asset's metadata and the cell's standard metadata."""
-    return dg.Output(
-        published, output_name=output_name, metadata={**metadata, **published_metadata(published.dataset, NORMALIZED_SCHEMA)}
-    )
+    metadata = {**metadata, **published_metadata(published.dataset, NORMALIZED_SCHEMA)}
+    return dg.Output(published, output_name=output_name, metadata=metadata)
 
 
 def _consented_only(batch):
