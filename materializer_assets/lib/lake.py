@@ -136,22 +136,19 @@ def keep_fixed_subpaths(split: Splitter, manifest: Mapping) -> Splitter:
     return FixedSplit(split, fixed) if fixed else split
 
 
-@dataclass
+@dataclass(frozen=True)
 class CellStream:
-    """What an asset returns: its cell as a stream of batches, written by an IO manager.
+    """A cell as a stream of batches, for an IO manager to write and publish.
 
-    ``describe`` is called after the stream was consumed, for metadata that is
-    only known then (counts). The IO manager fills ``written`` and
-    ``published`` so the asset can check what actually landed.
+    ``split`` routes each batch's rows to sub-folders, ``guard`` sees every
+    batch before it is written and raises to abort the cell (see
+    :meth:`ParquetLake.write_cell`).
     """
 
     batches: "Iterator[pa.RecordBatch] | StagedCell"  # a StagedCell is published as it is
     schema: pa.Schema
     split: "Splitter | None" = None
     guard: "Guard | None" = None
-    describe: Callable[[], dict] | None = None
-    written: "CellWriteResult | None" = None
-    published: ds.Dataset | None = None
 
 
 @dataclass

@@ -6,10 +6,11 @@ from a materialization (the keys of its ``TableMetadataSet``, which 1.13 does
 not export, so the documented keys are written here): the catalog then shows
 row counts, the asset page a schema tab and column lineage.
 
-Each asset's ``describe`` callback adds :func:`published_metadata` of what its
-IO manager published. Dagster plots only top-level numbers over time, so
-counts kept in dicts are repeated as flat keys (:func:`flat_numbers`) and a few
-means and shares are computed from the published columns.
+Each asset puts :func:`published_metadata` of the cell its IO manager's
+``publish`` returned on its ``dg.Output``. Dagster plots only top-level
+numbers over time, so counts kept in dicts are repeated as flat keys
+(:func:`flat_numbers`) and a few means and shares are computed from the
+published columns.
 
 Counts, shares, means and column names only: never row contents, since
 Dagster's event log cannot be erased (DESIGN §10).

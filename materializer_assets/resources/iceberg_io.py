@@ -1,16 +1,23 @@
 """The Iceberg IO manager: each asset cell is exactly that cell of an Iceberg table (DESIGN §2).
 
 The table comes from the asset's metadata (``{"iceberg_table": "training_data.langfuse_traces"}``;
-default ``<default_namespace>.<asset name>``). An asset may return:
+default ``<default_namespace>.<asset name>``). An asset publishes its cell
+through this IO manager, which it also takes as a resource:
+:meth:`IcebergIOManager.publish` takes
 
 - :class:`~materializer_assets.lib.iceberg.ParquetCellFiles` (or a
   ``pyarrow.dataset.FileSystemDataset``): Parquet files holding exactly the
   cell, copied into the table as they are (no re-encoding);
 - a :class:`~materializer_assets.lib.lake.CellStream`, a ``RecordBatchReader``
-  or a ``pyarrow.Table``: batches streamed into new files.
+  or a ``pyarrow.Table``: batches streamed into new files,
 
-Either way one commit replaces the cell (idempotent). The output metadata
-records the snapshot id, rows, files and bytes; loading an input gives an
+replaces the cell in one commit (idempotent) and returns a
+:class:`PublishedIcebergCell`: the commit, and the cell read at its snapshot.
+The asset reads its checks and metadata from that value and yields
+``dg.Output(<it>, metadata=…)``; ``handle_output`` then only checks that it is
+this output's cell and records the commit (snapshot id, rows, files, bytes …).
+An asset that needs nothing back may return any of the values above instead:
+``handle_output`` publishes it the same way. Loading an input gives an
 :class:`~materializer_assets.lib.iceberg.IcebergCell`, a lazy read of the cell
 pinned to the current snapshot (``.to_batches()``, ``.to_reader()``,
 ``.count_rows()``, ``.snapshot_id`` for lineage).
@@ -24,19 +31,22 @@ writes into ``./.pyiceberg.yaml`` for pyiceberg's own ``load_catalog``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 from pydantic import Field
 
+from ..lib.cells import split_cell_key
 from ..lib.iceberg import (
     DEFAULT_CATALOG_NAME,
     DEFAULT_NAMESPACE,
     LOCAL_CATALOG_DIR_FOR_S3,
     CatalogSettings,
     Cell,
+    CellCommit,
     IcebergCell,
     ParquetCellFiles,
     PublishedCatalog,
@@ -50,10 +60,27 @@ from ..lib.iceberg import (
 )
 from ..lib.lake import CellStream
 from ..lib.storage import S3Options
-from ..pipeline.partitions import split_cell_key
-from .parquet_io import DEFAULT_WAREHOUSE
+from .parquet_io import DEFAULT_WAREHOUSE, output_asset_key, recorded_metadata
 
 TABLE_METADATA_KEY = "iceberg_table"
+
+
+@dataclass(frozen=True)
+class PublishedIcebergCell:
+    """A cell :meth:`IcebergIOManager.publish` committed: the commit, and the cell read at its snapshot."""
+
+    commit: CellCommit
+    cell: IcebergCell  # pinned to the commit's snapshot
+    table_location: str
+    catalog: str
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            **self.commit.as_metadata(),
+            "table_location": self.table_location,
+            "catalog": self.catalog,
+            "cell": self.cell.cell.key,
+        }
 
 
 class IcebergIOManager(dg.ConfigurableIOManager):
@@ -106,21 +133,25 @@ class IcebergIOManager(dg.ConfigurableIOManager):
         identifier = (metadata or {}).get(TABLE_METADATA_KEY)
         return str(identifier) if identifier else f"{self.default_namespace}.{asset_key.path[-1]}"
 
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None:
-            return
-        day, slug = split_cell_key(context.asset_partition_key)
-        cell = Cell(day, slug)
-        identifier = self.table_identifier(context.definition_metadata, context.asset_key)
+    def publish(
+        self, context: dg.AssetExecutionContext, data: Any, output_name: str | None = None
+    ) -> PublishedIcebergCell:
+        """Replace the running partition of the asset (of ``output_name`` in a multi-asset) with
+        ``data`` in one commit; the asset yields the result as its ``dg.Output``."""
+        key = output_asset_key(context, output_name)
+        identifier = self.table_identifier(context.assets_def.metadata_by_key[key], key)
+        cell = Cell(*split_cell_key(context.partition_key))
+        return self._publish(identifier, cell, data, _snapshot_properties(context.run.run_id, key))
+
+    def _publish(
+        self, identifier: str, cell: Cell, obj: Any, snapshot_properties: Mapping[str, str]
+    ) -> PublishedIcebergCell:
         catalog = self.load_catalog()
-        snapshot_properties = {"dagster.run_id": context.run_id, "dagster.asset": context.asset_key.to_user_string()}
-        describe = getattr(obj, "describe", None)
         if isinstance(obj, ds.FileSystemDataset):
             obj = ParquetCellFiles.from_dataset(obj)
         if isinstance(obj, ParquetCellFiles):
             table = ensure_table(catalog, identifier, obj.schema)
             commit = replace_cell_from_files(table, cell, obj, snapshot_properties)
-            obj.commit = commit
         else:
             if isinstance(obj, pa.Table):
                 batches, schema, guard = iter(obj.to_batches()), obj.schema, None
@@ -130,23 +161,29 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 batches, schema, guard = obj.batches, obj.schema, obj.guard
             else:
                 raise TypeError(
-                    "IcebergIOManager stores ParquetCellFiles, a pyarrow FileSystemDataset, CellStream, "
-                    f"RecordBatchReader or pyarrow.Table, got {type(obj).__name__}"
+                    "IcebergIOManager stores PublishedIcebergCell, ParquetCellFiles, a pyarrow FileSystemDataset, "
+                    f"CellStream, RecordBatchReader or pyarrow.Table, got {type(obj).__name__}"
                 )
             table = ensure_table(catalog, identifier, schema)
             commit = replace_cell_from_batches(table, cell, batches, schema, snapshot_properties, guard=guard)
         published = IcebergCell(table, cell, commit.snapshot_id)
-        if hasattr(obj, "published"):
-            obj.published = published
-        metadata: dict[str, Any] = {
-            **commit.as_metadata(),
-            "table_location": table.location(),
-            "catalog": self.catalog_name,
-            "cell": cell.key,
-        }
-        if callable(describe):
-            metadata.update(describe())
-        context.add_output_metadata(metadata)
+        return PublishedIcebergCell(commit, published, table.location(), self.catalog_name)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        cell = Cell(*split_cell_key(context.asset_partition_key))
+        identifier = self.table_identifier(context.definition_metadata, context.asset_key)
+        if isinstance(obj, PublishedIcebergCell):
+            published = (obj.cell.identifier, obj.cell.cell.key)
+            if published != (identifier, cell.key):  # load_input would read another cell than the one committed
+                raise ValueError(
+                    f"{context.asset_key.to_user_string()} published cell {published[1]} of {published[0]}, "
+                    f"but its cell is {cell.key} of {identifier}"
+                )
+        else:
+            obj = self._publish(identifier, cell, obj, _snapshot_properties(context.run_id, context.asset_key))
+        context.add_output_metadata(recorded_metadata(obj.as_metadata(), context.output_metadata))
 
     def load_input(self, context: dg.InputContext) -> IcebergCell:
         upstream = context.upstream_output
@@ -162,3 +199,8 @@ class IcebergIOManager(dg.ConfigurableIOManager):
                 f"materialize {context.asset_key.to_user_string()} first"
             ) from exc
         return IcebergCell(table, Cell(day, slug))
+
+
+def _snapshot_properties(run_id: str, asset_key: dg.AssetKey) -> dict[str, str]:
+    """Recorded on the snapshot, so the table's history names the run and the asset that wrote it."""
+    return {"dagster.run_id": run_id, "dagster.asset": asset_key.to_user_string()}

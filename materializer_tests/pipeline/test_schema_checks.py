@@ -1,11 +1,12 @@
 """Schema checks through real Dagster runs, against cells whose published files were tampered with.
 
-The Parquet IO manager below is the real one, except that after publishing a
-cell of the named assets it overwrites each published file with one whose
-columns are ``{trace_id, bogus}`` — what a foreign writer or a bug could
-leave. The asset's checks then read the cell as they always do; each schema
-check must fail and name the file and the difference. Scoring runs against
-the OpenAI-compatible test server on 127.0.0.1.
+The Parquet IO manager below is the real one, except that its ``publish``,
+after publishing a cell of the named lake datasets, overwrites each published
+file with one whose columns are ``{trace_id, bogus}`` — what a foreign writer
+or a bug could leave. The asset's checks read the cell ``publish`` returned, as
+they always do; each schema check must fail and name the file and the
+difference. Scoring runs against the OpenAI-compatible test server on
+127.0.0.1.
 """
 
 import json
@@ -16,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from materializer_assets.lib.lake import CellStream
 from materializer_assets.pipeline import ingest, lakehouse, scoring
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_assets.resources import ParquetLakeIOManager
+from materializer_assets.resources.parquet_io import PublishedLakeCell
 from materializer_tests.openai_server.fixtures import openai_server, openai_server_session  # noqa: F401
 from materializer_tests.pipeline.resources import graph_resources, served_judge, served_ragas
 
@@ -35,19 +36,22 @@ SCHEMA_CHECKS = {
 
 
 class TamperingParquetIOManager(ParquetLakeIOManager):
-    """The real IO manager; the published files of ``tamper``'s assets are then replaced."""
+    """The real IO manager; the files it published for the lake datasets in ``tamper`` are then replaced."""
 
     tamper: list[str] = []
 
-    def handle_output(self, context: dg.OutputContext, obj) -> None:
-        super().handle_output(context, obj)
-        if context.asset_key.path[-1] not in self.tamper or not isinstance(obj, CellStream):
-            return
-        published = obj.published
-        for path in published.files:
-            trace_ids = pq.read_table(path, columns=["trace_id"], filesystem=published.filesystem).column(0)
-            bogus = pa.table({"trace_id": trace_ids, "bogus": pa.array(["?"] * len(trace_ids))})
-            pq.write_table(bogus, path, filesystem=published.filesystem)
+    def publish(self, context, cell, output_name=None) -> PublishedLakeCell:
+        published = super().publish(context, cell, output_name)
+        if published.address.dataset in self.tamper:
+            _replace_files(published.dataset)
+        return published
+
+
+def _replace_files(published) -> None:
+    for path in published.files:
+        trace_ids = pq.read_table(path, columns=["trace_id"], filesystem=published.filesystem).column(0)
+        bogus = pa.table({"trace_id": trace_ids, "bogus": pa.array(["?"] * len(trace_ids))})
+        pq.write_table(bogus, path, filesystem=published.filesystem)
 
 
 def _source(folder: Path) -> str:
@@ -102,7 +106,7 @@ def _assert_fails_naming_file(evaluation, warehouse: str, lake_dataset: str) -> 
     "asset, lake_dataset", [("raw_traces", "raw-traces"), ("consented_parquet", "langfuse-traces")]
 )
 def test_an_ingest_cell_with_foreign_columns_fails_its_schema_check(tmp_path, asset, lake_dataset):
-    result, checks, warehouse = _run(tmp_path, [asset])
+    result, checks, warehouse = _run(tmp_path, [lake_dataset])
     _assert_fails_naming_file(checks[SCHEMA_CHECKS[asset]], warehouse, lake_dataset)
     if asset == "consented_parquet":
         assert checks["raw_schema_as_declared"].passed  # only the tampered cell fails
@@ -111,7 +115,7 @@ def test_an_ingest_cell_with_foreign_columns_fails_its_schema_check(tmp_path, as
 
 
 def test_score_cells_with_foreign_columns_fail_their_schema_checks(tmp_path, openai_server):  # noqa: F811
-    result, checks, warehouse = _run(tmp_path, ["judge_scores", "ragas_scores"], openai_server)
+    result, checks, warehouse = _run(tmp_path, ["judge-scores", "ragas-scores"], openai_server)
     assert checks["raw_schema_as_declared"].passed and checks["schema_as_declared"].passed
     _assert_fails_naming_file(checks["judge_schema_as_declared"], warehouse, "judge-scores")
     _assert_fails_naming_file(checks["ragas_schema_as_declared"], warehouse, "ragas-scores")

@@ -18,7 +18,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,9 +30,6 @@ from pyiceberg.table import Table
 from .base import Cell, CellMismatchError, IncompatibleSchemaError, _commit_attempts, _snapshot_id
 from .tables import _cell_folder, _plain_type, ensure_metrics_properties, evolve_schema, table_arrow_schema, table_filesystem
 from .writing import _CellFileWriter, _copy_file, _delete_quietly
-
-if TYPE_CHECKING:
-    from .reading import IcebergCell
 
 SNAPSHOT_CELL_PROPERTY = "materializer.cell"
 SNAPSHOT_METHOD_PROPERTY = "materializer.method"
@@ -71,19 +68,15 @@ class ParquetCellFiles:
 
     The Iceberg IO manager copies them into the table (no decoding or
     encoding) when their schema fits the table, else rewrites their rows.
-    ``published`` and ``commit`` are filled by the IO manager.
     """
 
     paths: list[str]
     filesystem: pafs.FileSystem
     schema: pa.Schema
-    describe: Callable[[], dict] | None = None
-    published: "IcebergCell | None" = None
-    commit: "CellCommit | None" = None
 
     @classmethod
-    def from_dataset(cls, dataset: ds.FileSystemDataset, describe: Callable[[], dict] | None = None) -> "ParquetCellFiles":
-        return cls(list(dataset.files), dataset.filesystem, dataset.schema, describe=describe)
+    def from_dataset(cls, dataset: ds.FileSystemDataset) -> "ParquetCellFiles":
+        return cls(list(dataset.files), dataset.filesystem, dataset.schema)
 
 
 def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:

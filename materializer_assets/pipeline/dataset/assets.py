@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ...lib import checks as base_checks
+from ...lib.cells import split_cell_key
 from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLineage, ScoreLookup, build_pairs
 from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
@@ -41,9 +42,10 @@ from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS, pairable_rows
 from ...lib.lake import CellStream, FixedSplit
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
-from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.iceberg_io import IcebergIOManager
+from ...resources.parquet_io import ParquetLakeIOManager, PublishedLakeCell
 from ...resources.settings import ErasureResource, TraceSourceResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..freshness import CELL_FRESHNESS
 from ..metadata import flat_numbers, published_metadata, reward_lineage, reward_numbers, row_count_metadata, same_columns
@@ -145,6 +147,7 @@ def reward_dataset(
     trace_source: TraceSourceResource,
     erasure: ErasureResource,
     parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+    iceberg_io_manager: dg.ResourceParam[IcebergIOManager],
 ):
     reward_config = reward_settings.reward_config()
     # The erasure audit's ledger: its salt (MATERIALIZER_ERASURE_SALT, else the warehouse's
@@ -175,27 +178,26 @@ def reward_dataset(
     rows = consented_only(
         scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats, policy
     )
-    stream = CellStream(
-        builder.batches(rows),
-        REWARD_DATASET_SCHEMA,
-        describe=lambda: _markdown(
+    committed = iceberg_io_manager.publish(context, CellStream(builder.batches(rows), REWARD_DATASET_SCHEMA))
+    published = committed.cell
+    yield dg.Output(
+        committed,
+        metadata=_markdown(
             {
                 **builder.metadata(),
                 **index_metadata,
                 "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
                 "upstream_rows": row_stats.rows_read,
                 "rows_skipped_without_consent": row_stats.rows_without_consent,
-                **reward_numbers(stream.published),
+                **reward_numbers(published),
                 **published_metadata(
-                    stream.published,
+                    published,
                     REWARD_DATASET_SCHEMA,
                     lineage=reward_lineage(reward_config, traces="iceberg_table", judge="judge_scores", ragas="ragas_scores"),
                 ),
             }
         ),
     )
-    yield dg.Output(stream)
-    published = stream.published
     if near is not None and builder.split_plan is not None:
         # This cell's train/test signatures replace its entries in the index, for the cells planned later.
         near_dup.publish_cell(
@@ -224,17 +226,20 @@ def reward_dataset(
     metadata={"lake_dataset": REWARD_LAKE_DATASET},
     description="The reward_dataset cell as Parquet in the warehouse lake (reward-dataset/date=D/model=M/).",
 )
-def reward_dataset_parquet(reward_dataset: Any) -> CellStream:
+def reward_dataset_parquet(
+    context: dg.AssetExecutionContext,
+    reward_dataset: Any,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+) -> dg.Output[PublishedLakeCell]:
     schema = reward_dataset.schema
-    stream = CellStream(
-        iter(reward_dataset.to_batches()),
-        schema,
-        describe=lambda: {
+    published = parquet_io_manager.publish(context, CellStream(iter(reward_dataset.to_batches()), schema))
+    return dg.Output(
+        published,
+        metadata={
             "iceberg_snapshot_id": reward_dataset.snapshot_id,
-            **published_metadata(stream.published, schema, lineage=same_columns("reward_dataset", schema)),
+            **published_metadata(published.dataset, schema, lineage=same_columns("reward_dataset", schema)),
         },
     )
-    return stream
 
 
 def _route_splits(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
@@ -247,7 +252,13 @@ def _route_splits(batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
 _split_files = FixedSplit(_route_splits, exports.EXPORT_SPLITS)
 
 
-def _export_stream(reward_cell: Any, build: Callable[..., pa.Table], schema: pa.Schema) -> CellStream:
+def _export_cell(
+    context: dg.AssetExecutionContext,
+    io_manager: ParquetLakeIOManager,
+    reward_cell: Any,
+    build: Callable[..., pa.Table],
+    schema: pa.Schema,
+) -> dg.Output[PublishedLakeCell]:
     skipped: Counter = Counter()
     rows = Counter()
 
@@ -258,20 +269,18 @@ def _export_stream(reward_cell: Any, build: Callable[..., pa.Table], schema: pa.
             for part in table.to_batches():
                 yield part
 
-    stream = CellStream(
-        batches(),
-        schema,
-        split=_split_files,
-        describe=lambda: {
+    published = io_manager.publish(context, CellStream(batches(), schema, split=_split_files))
+    return dg.Output(
+        published,
+        metadata={
             "rows_by_split": dict(rows),
             **flat_numbers("rows", {split: rows.get(split, 0) for split in exports.EXPORT_SPLITS}),
             "rows_skipped": dict(skipped),
             "iceberg_snapshot_id": reward_cell.snapshot_id,
             "format_reference": exports.TRL_DATASET_FORMATS_URL,
-            **published_metadata(stream.published, schema),
+            **published_metadata(published.dataset, schema),
         },
     )
-    return stream
 
 
 def _export_asset(name: str, build: Callable[..., pa.Table], schema: pa.Schema, description: str):
@@ -284,8 +293,12 @@ def _export_asset(name: str, build: Callable[..., pa.Table], schema: pa.Schema, 
         metadata={"lake_dataset": EXPORT_DATASETS[name]},
         description=description,
     )
-    def _export(reward_dataset: Any) -> CellStream:
-        return _export_stream(reward_dataset, build, schema)
+    def _export(
+        context: dg.AssetExecutionContext,
+        reward_dataset: Any,
+        parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+    ) -> dg.Output[PublishedLakeCell]:
+        return _export_cell(context, parquet_io_manager, reward_dataset, build, schema)
 
     return _export
 
@@ -332,27 +345,31 @@ DPO_CHECK = "dpo_pairs_valid"
     description="TRL DPO (preference: prompt / chosen / rejected, conversational) with a margin column: responses to "
     "the same or a near-identical prompt, within one split.",
 )
-def dpo_export(reward_dataset: Any, reward_settings: RewardDatasetResource):
+def dpo_export(
+    context: dg.AssetExecutionContext,
+    reward_dataset: Any,
+    reward_settings: RewardDatasetResource,
+    parquet_io_manager: dg.ResourceParam[ParquetLakeIOManager],
+):
     config = reward_settings.pair_config()
     # Pairing needs the whole cell, but only the few columns pairs are built from.
     cell = _pair_inputs(reward_dataset)
     pairs, stats = build_pairs(cell, config)
     table = exports.dpo_table(pairs)
-    stream = CellStream(
-        iter(table.to_batches()),
-        table.schema,
-        split=_split_files,
-        describe=lambda: {
+    stream = CellStream(iter(table.to_batches()), table.schema, split=_split_files)
+    published = parquet_io_manager.publish(context, stream)
+    yield dg.Output(
+        published,
+        metadata={
             **stats.as_metadata(),
             "min_margin": config.min_margin,
             "max_pairs_per_prompt": config.max_pairs_per_prompt,
             "iceberg_snapshot_id": reward_dataset.snapshot_id,
             "format_reference": exports.TRL_DATASET_FORMATS_URL,
-            **published_metadata(stream.published, table.schema),
+            **published_metadata(published.dataset, table.schema),
         },
     )
-    yield dg.Output(stream)
-    yield check_result(DPO_CHECK, dataset_checks.check_dpo_pairs(stream.published, config.min_margin))
+    yield check_result(DPO_CHECK, dataset_checks.check_dpo_pairs(published.dataset, config.min_margin))
 
 
 def _pair_inputs(reward_cell: Any) -> pa.Table:

@@ -1,7 +1,7 @@
 """raw_traces → consented_parquet, with their checks.
 
-Both assets return their cell as a stream; the Parquet IO manager writes and
-publishes it, and the checks then read back what was actually published.
+Both assets publish their cell as a stream through the Parquet IO manager,
+which returns what it published; the checks then read back those files.
 """
 
 
@@ -10,6 +10,7 @@ from datetime import date
 import dagster as dg
 
 from ...lib import checks
+from ...lib.cells import split_cell_key
 from ...lib.lake import CellAddress, CellStream, StageAlongside, read_ahead
 from ...lib.normalize import RejectionLog
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
@@ -24,9 +25,9 @@ from ...lib.stages import (
     split_as_granted,
     split_by_consent,
 )
-from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.parquet_io import ParquetLakeIOManager, PublishedLakeCell
 from ...resources.settings import ErasureResource, PrivacyResource, TraceSourceResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..metadata import flat_numbers, published_metadata, share
 
@@ -86,6 +87,12 @@ def _for_asset(key: dg.AssetKey, result: dg.AssetCheckResult) -> dg.AssetCheckRe
     )
 
 
+def _output(published: PublishedLakeCell, output_name: str, metadata: dict) -> dg.Output:
+    """The Output of a cell the IO manager published: the asset's metadata and the cell's standard metadata."""
+    metadata = {**metadata, **published_metadata(published.dataset, NORMALIZED_SCHEMA)}
+    return dg.Output(published, output_name=output_name, metadata=metadata)
+
+
 @dg.multi_asset(
     name="extract_cell",
     partitions_def=cell_partitions,
@@ -135,7 +142,7 @@ def extract_cell(
     policy = erasure.policy(trace_source.load_registry(), lake.root)
     consented_stats = ConsentedStats()
     alongside = None
-    raw_stream = None
+    raw_published = None
     if "raw_traces" in selected:
         if "consented_parquet" in selected:
             redactor = privacy.redactor()
@@ -150,7 +157,9 @@ def extract_cell(
                 name="consented-writer",
             )
         try:
-            raw_stream, raw_passed = yield from _raw_traces(context, trace_source, policy, alongside, selected_checks)
+            raw_published, raw_passed = yield from _raw_traces(
+                context, trace_source, parquet_io_manager, policy, alongside, selected_checks
+            )
         except BaseException:
             if alongside is not None:
                 alongside.discard()
@@ -159,19 +168,23 @@ def extract_cell(
             alongside.discard()  # the step fails on raw's blocking checks; consented is not published
             return
     if "consented_parquet" in selected:
-        if raw_stream is not None:
-            raw_rows = raw_stream.written.rows
+        if raw_published is not None:
+            raw_rows = raw_published.written.rows
             batches = alongside.result()
         else:
             # The registry may have changed since raw_traces ran: the policy is applied again.
             raw = lake.open_cell(CellAddress(RAW_DATASET, day, model))
             raw_rows = raw.count_rows()
             batches = consented_from_raw(raw, policy, privacy.redactor(), consented_stats)
-        yield from _consented_parquet(batches, raw_rows, policy, privacy, consented_stats, selected_checks)
+        yield from _consented_parquet(
+            context, parquet_io_manager, batches, raw_rows, policy, privacy, consented_stats, selected_checks
+        )
 
 
-def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, selected_checks):
-    """Yields raw_traces' output and checks; returns its CellStream and whether its blocking checks passed."""
+def _raw_traces(
+    context, trace_source: TraceSourceResource, io_manager: ParquetLakeIOManager, policy, alongside, selected_checks
+):
+    """Yields raw_traces' output and checks; returns the published cell and whether its blocking checks passed."""
     day, model = split_cell_key(context.partition_key)
     reader = trace_source.open_reader()
     context.log.info(f"reading {day} × {model} from {reader.description}")
@@ -181,24 +194,21 @@ def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, s
     # (alongside, or later from raw) derives them again from the redacted prompt and response.
     # On the reader's thread too: the consent policy and the compaction, so this thread only routes and writes.
     batches = read_ahead(raw_archive_form(raw_stage(cell.batches, policy, stats)), name="source-reader")
-    stream = CellStream(
-        alongside.feed(batches) if alongside is not None else batches,
-        NORMALIZED_SCHEMA,
-        split=split_by_consent,
-        describe=lambda: {
+    if alongside is not None:
+        batches = alongside.feed(batches)
+    stream = CellStream(batches, NORMALIZED_SCHEMA, split=split_by_consent)
+    try:
+        raw = io_manager.publish(context, stream, output_name="raw_traces")
+        yield _output(raw, "raw_traces", {
             "source": reader.description,
             "consent_registry": policy.location,
             **stats.as_metadata(),
             **flat_numbers("rows_consent", stats.as_metadata()["rows_by_consent"]),
             **_rejection_metadata(cell.rejections),
-            **published_metadata(stream.published, NORMALIZED_SCHEMA),
-        },
-    )
-    try:
-        yield dg.Output(stream, output_name="raw_traces")
+        })
     finally:
         reader.close()
-    published = stream.published
+    published = raw.dataset
     rejected = cell.rejections.total
     results = [
         check_result("raw_schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA)),
@@ -221,26 +231,29 @@ def _raw_traces(context, trace_source: TraceSourceResource, policy, alongside, s
         if dg.AssetCheckKey(RAW_KEY, result.check_name) in selected_checks:
             passed &= result.passed or result.severity != dg.AssetCheckSeverity.ERROR
             yield _for_asset(RAW_KEY, result)
-    return stream, passed
+    return raw, passed
 
 
-def _consented_parquet(batches, raw_rows: int, policy, privacy: PrivacyResource, stats: ConsentedStats, selected_checks):
+def _consented_parquet(
+    context,
+    io_manager: ParquetLakeIOManager,
+    batches,
+    raw_rows: int,
+    policy,
+    privacy: PrivacyResource,
+    stats: ConsentedStats,
+    selected_checks,
+):
     """Yields consented_parquet's output (a stream, or a cell staged alongside raw) and checks."""
-    stream = CellStream(
-        batches,
-        NORMALIZED_SCHEMA,
-        split=split_as_granted,
-        guard=require_granted,
-        describe=lambda: {
-            "consent_registry": policy.location,
-            "redaction_engine": privacy.engine if privacy.redact else "off",
-            **stats.as_metadata(),
-            **_left_out_numbers(stats),
-            **published_metadata(stream.published, NORMALIZED_SCHEMA),
-        },
-    )
-    yield dg.Output(stream, output_name="consented_parquet")
-    published = stream.published
+    stream = CellStream(batches, NORMALIZED_SCHEMA, split=split_as_granted, guard=require_granted)
+    consented = io_manager.publish(context, stream, output_name="consented_parquet")
+    yield _output(consented, "consented_parquet", {
+        "consent_registry": policy.location,
+        "redaction_engine": privacy.engine if privacy.redact else "off",
+        **stats.as_metadata(),
+        **_left_out_numbers(stats),
+    })
+    published = consented.dataset
     # The footers first: a file with foreign columns is reported even if reading it breaks a later check.
     results = [
         lambda: check_result("schema_as_declared", checks.check_schema(published, NORMALIZED_SCHEMA)),

@@ -1,8 +1,9 @@
 """consented_parquet → iceberg_table, with its checks.
 
 The asset hands the cell's published Parquet files to the Iceberg IO manager,
-which copies them into the table and replaces exactly that cell in one commit;
-the checks then read back what the table holds for the cell at that snapshot.
+which copies them into the table, replaces exactly that cell in one commit and
+returns the commit; the checks then read back what the table holds for the
+cell at that snapshot.
 """
 
 
@@ -14,6 +15,7 @@ import pyarrow.dataset as ds
 from ...lib import checks
 from ...lib.iceberg import DEFAULT_TABLE, ParquetCellFiles
 from ...lib.schema import NORMALIZED_SCHEMA, REQUIRED_COLUMNS
+from ...resources.iceberg_io import IcebergIOManager
 from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..freshness import CELL_FRESHNESS
@@ -41,23 +43,26 @@ ICEBERG_CHECKS = {
     description=f"The consented cell as that (date, model_slug) partition of the Iceberg table {ICEBERG_TABLE}; "
     "re-materializing replaces exactly the cell.",
 )
-def iceberg_table(context: dg.AssetExecutionContext, consented_parquet: ds.Dataset):
+def iceberg_table(
+    context: dg.AssetExecutionContext,
+    consented_parquet: ds.Dataset,
+    iceberg_io_manager: dg.ResourceParam[IcebergIOManager],
+):
     source_rows = consented_parquet.count_rows()
     # An empty cell has no files and so no schema: the table is still created with the normalized one.
     schema = consented_parquet.schema if len(consented_parquet.schema) else NORMALIZED_SCHEMA
-    files = ParquetCellFiles(
-        list(consented_parquet.files),
-        consented_parquet.filesystem,
-        schema,
-        describe=lambda: {
+    files = ParquetCellFiles(list(consented_parquet.files), consented_parquet.filesystem, schema)
+    committed = iceberg_io_manager.publish(context, files)
+    published, commit = committed.cell, committed.commit
+    yield dg.Output(
+        committed,
+        metadata={
             "source_rows": source_rows,
             "source_files": len(consented_parquet.files),
-            **published_metadata(files.published, schema, lineage=same_columns("consented_parquet", schema)),
+            **published_metadata(published, schema, lineage=same_columns("consented_parquet", schema)),
         },
     )
-    yield dg.Output(files)
-    published = files.published
-    context.log.info(f"{published!r}: {files.commit.rows} rows in {files.commit.files} file(s), {files.commit.method}")
+    context.log.info(f"{published!r}: {commit.rows} rows in {commit.files} file(s), {commit.method}")
     counts = checks.check_row_counts_match(published.count_rows(), source_rows, "iceberg", "consented_parquet")
     counts.metadata["snapshot_id"] = published.snapshot_id
     yield check_result("row_count_matches_consented_parquet", counts)

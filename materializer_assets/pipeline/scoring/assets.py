@@ -2,8 +2,8 @@
 
 Both read the upstream cell batch by batch (only the columns scoring needs),
 score it through ``lib.scoring`` (bounded concurrency, retries, the score
-cache in the warehouse) and return a ``CellStream`` the Parquet IO manager
-writes and publishes. The checks then read back what was published.
+cache in the warehouse) and publish the stream of score rows through the
+Parquet IO manager. The checks then read back what it published.
 Both run in the ``llm_judge`` pool, so concurrent runs cannot overload the
 fleet (``dagster instance concurrency set llm_judge N``).
 """
@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from ...lib import checks as base_checks
+from ...lib.cells import split_cell_key
 from ...lib.lake import CellStream
 from ...lib.scoring import checks
 from ...lib.scoring.inputs import ID_COLUMNS, INPUT_COLUMNS, InputStats, consented_only, scan_batches
@@ -25,10 +26,10 @@ from ...lib.scoring.schema import (
     RAGAS_SCORES_SCHEMA,
 )
 from ...lib.consent import ConsentPolicy
-from ...resources.parquet_io import ParquetLakeIOManager
+from ...resources.parquet_io import ParquetLakeIOManager, PublishedLakeCell
 from ...resources.settings import ErasureResource, TraceSourceResource
 from ...resources.scoring import JudgeResource, RagasResource
-from ..partitions import cell_partitions, split_cell_key
+from ..partitions import cell_partitions
 from ..check_results import cell_check_spec, check_result
 from ..metadata import published_metadata, score_lineage, score_numbers
 
@@ -59,26 +60,34 @@ def _specs(asset_name: str, specs: dict[str, tuple[str, bool]]) -> list[dg.Asset
     return [cell_check_spec(name, asset_name, description, blocking) for name, (description, blocking) in specs.items()]
 
 
-def _score_cell(traces: Any, scorer, resource, stream_schema, policy: ConsentPolicy, score_columns, name: str) -> CellStream:
-    """The cell's score rows as a stream; metadata is described once the stream was written."""
+def _score_cell(
+    context: dg.AssetExecutionContext,
+    io_manager: ParquetLakeIOManager,
+    traces: Any,
+    scorer,
+    resource,
+    stream_schema,
+    policy: ConsentPolicy,
+    score_columns,
+    name: str,
+) -> tuple[PublishedLakeCell, dict]:
+    """Score the cell and publish its score rows; returns the published cell and its metadata
+    (described once the stream was written: the counts are known then)."""
     inputs = InputStats()
     batches = consented_only(scan_batches(traces, INPUT_COLUMNS, READ_BATCH_ROWS), inputs, policy)
-
-    def describe() -> dict:
-        metadata = scorer.metadata()
-        return {
-            "upstream": SCORED_UPSTREAM,
-            "upstream_rows": inputs.rows_read,
-            "rows_skipped_without_consent": inputs.rows_without_consent,
-            **metadata,
-            **score_numbers(stream.published, metadata["status_counts"], score_columns),
-            **published_metadata(
-                stream.published, stream_schema, lineage=score_lineage(name, SCORED_UPSTREAM, stream_schema, score_columns)
-            ),
-        }
-
-    stream = CellStream(score_stream(scorer, batches, chunk_rows=resource.chunk_size()), stream_schema, describe=describe)
-    return stream
+    stream = CellStream(score_stream(scorer, batches, chunk_rows=resource.chunk_size()), stream_schema)
+    published = io_manager.publish(context, stream)
+    metadata = scorer.metadata()
+    return published, {
+        "upstream": SCORED_UPSTREAM,
+        "upstream_rows": inputs.rows_read,
+        "rows_skipped_without_consent": inputs.rows_without_consent,
+        **metadata,
+        **score_numbers(published.dataset, metadata["status_counts"], score_columns),
+        **published_metadata(
+            published.dataset, stream_schema, lineage=score_lineage(name, SCORED_UPSTREAM, stream_schema, score_columns)
+        ),
+    }
 
 
 def _consented_ids(traces: Any, policy: ConsentPolicy):
@@ -105,9 +114,11 @@ def _score_and_check(
     scorer = resource.cell_scorer(day, slug, parquet_io_manager.lake().root)
     if not scorer.configured:
         context.log.warning(unconfigured_warning)
-    stream = _score_cell(traces, scorer, resource, stream_schema, policy, list(vouchers), check_prefix)
-    yield dg.Output(stream)
-    published = stream.published
+    cell, metadata = _score_cell(
+        context, parquet_io_manager, traces, scorer, resource, stream_schema, policy, list(vouchers), check_prefix
+    )
+    yield dg.Output(cell, metadata=metadata)
+    published = cell.dataset
     yield check_result(f"{check_prefix}_schema_as_declared", base_checks.check_schema(published, stream_schema), True)
     yield check_result(f"{check_prefix}_scores_in_range", checks.check_scores_in_range(published, vouchers), True)
     every_scored = checks.check_every_trace_scored(_consented_ids(traces, policy), published)
