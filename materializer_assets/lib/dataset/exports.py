@@ -62,7 +62,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .chat import TRL_CHAT_TYPE, has_answer, normalize_tools, split_conversation
-from .conversations import conversations
+from .conversations import Conversations, conversations
 from .rewards import NON_PREFERRED, PREFERRED
 from .schema import SPLITS, TEST, TRAIN
 from .text import RowTexts, iter_row_texts
@@ -247,10 +247,7 @@ def sft_table(
     mask = pc.is_in(table.column("label"), pa.array(list(labels), pa.string())) if labels is not None else None
     if not conversational:
         return _sft_rows(_exported_rows(table, mask), conversational=False, skipped=skipped)[0]
-    exported = _exported_mask(table, mask)
-    chats = conversations(table)
-    _count_skipped(skipped, chats.skip_counts(exported))
-    rows = np.flatnonzero(chats.usable & exported)
+    chats, exported, rows = _plain_chats(table, mask, skipped)
     messages = _append_each(chats.prompts(rows), chats.finals(rows))
     fast = pa.Table.from_arrays(
         [messages, _normalized_tools(table, rows), *_taken(table, rows, ("trace_id", "observation_id", "split"))],
@@ -281,10 +278,7 @@ def kto_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True, 
     mask = pc.is_in(table.column("label"), pa.array([PREFERRED, NON_PREFERRED]))
     if not conversational:
         return _kto_rows(_exported_rows(table, mask), conversational=False, skipped=skipped)[0]
-    exported = _exported_mask(table, mask)
-    chats = conversations(table)
-    _count_skipped(skipped, chats.skip_counts(exported))
-    rows = np.flatnonzero(chats.usable & exported)
+    chats, exported, rows = _plain_chats(table, mask, skipped)
     finals = chats.finals(rows)
     completion = pa.ListArray.from_arrays(pa.array(np.arange(len(rows) + 1, dtype=np.int32)), finals, type=TRL_CHAT_TYPE)
     label, trace_id, observation_id, split, final_reward = _taken(table, rows, ("label", "trace_id", "observation_id", "split", "final_reward"))
@@ -336,10 +330,7 @@ def grpo_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True,
     # Plain chats by columns (lib/dataset/conversations.py), the rest row by row. No filtered
     # copy of the batch first: each column is taken once, at the rows exported.
     table = _table(batch).combine_chunks()
-    exported = _exported_mask(table)
-    chats = conversations(table)
-    _count_skipped(skipped, chats.skip_counts(exported))
-    rows = np.flatnonzero(chats.usable & exported)
+    chats, exported, rows = _plain_chats(table, None, skipped)
     fast = pa.Table.from_arrays(
         [
             chats.prompts(rows),
@@ -352,6 +343,17 @@ def grpo_table(batch: pa.RecordBatch | pa.Table, *, conversational: bool = True,
     return _merge_row_by_row(
         fast, rows, table, ~chats.fast & exported, lambda part: _grpo_rows(part, conversational=True, skipped=skipped)
     )
+
+
+def _plain_chats(
+    table: pa.Table, mask: pa.ChunkedArray | pa.Array | None, skipped: Counter | None
+) -> tuple[Conversations, np.ndarray, np.ndarray]:
+    """The batch's conversations, its exported rows (a mask) and the plain chats an export keeps
+    (row numbers); the fast rows' skips are counted here, the others' on the per-row path."""
+    exported = _exported_mask(table, mask)
+    chats = conversations(table)
+    _count_skipped(skipped, chats.skip_counts(exported))
+    return chats, exported, np.flatnonzero(chats.usable & exported)
 
 
 def _count_skipped(skipped: Counter | None, counts: dict[str, int]) -> None:
