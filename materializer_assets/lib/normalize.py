@@ -393,56 +393,70 @@ def last_user_prompt(messages: Sequence[Mapping[str, Any]]) -> str | None:
 # ---------------------------------------------------------------- examples
 
 
-def build_examples(
-    *,
-    trace_id: Any,
-    observation_id: Any,
-    timestamp: Any,
-    model: Any,
-    messages: Any,
-    output: Any = None,
-    source: str,
-    extracted_at: datetime,
-    options: ReadOptions,
-    user_id: Any = None,
-    session_id: Any = None,
-    environment: Any = None,
-    contexts: Any = None,
-    latency_ms: Any = None,
-    input_tokens: Any = None,
-    output_tokens: Any = None,
-    total_tokens: Any = None,
-    cost_usd: Any = None,
-    tags: Any = None,
-    metadata: Any = None,
-    explicit_consent: Any = None,
-    feedback_score: Any = None,
-    tools: Any = None,
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SourceRecord:
+    """One source record as a reader found it, and where it came from: what
+    :func:`build_examples` normalizes. Values are taken as the source gave them
+    (text, numbers, JSON text, lists or mappings); ``build_examples`` parses them.
+
+    ``messages`` is the conversation (possibly including assistant turns);
+    ``output``, if given, is the assistant reply that follows it (a Langfuse
+    generation's output). ``metadata`` may carry ``feedback_score``, ``contexts``
+    and consent signals; ``explicit_consent`` is the source's own consent field.
+    """
+
+    trace_id: Any
+    observation_id: Any
+    timestamp: Any
+    model: Any
+    messages: Any
+    source: str
+    extracted_at: datetime
+    options: ReadOptions
+    output: Any = None
+    user_id: Any = None
+    session_id: Any = None
+    environment: Any = None
+    contexts: Any = None
+    latency_ms: Any = None
+    input_tokens: Any = None
+    output_tokens: Any = None
+    total_tokens: Any = None
+    cost_usd: Any = None
+    tags: Any = None
+    metadata: Any = None
+    explicit_consent: Any = None
+    feedback_score: Any = None
+    tools: Any = None
+
+
+def build_examples(record: SourceRecord) -> list[dict[str, Any]]:
     """Normalized rows for one source record (several in single-turn mode).
 
     ``messages`` is the conversation (possibly including assistant turns);
     ``output``, if given, is the assistant reply that follows it (a Langfuse
     generation's output). Raises :class:`RecordRejected` with a reason.
     """
+    r = record
+    trace_id, metadata = r.trace_id, r.metadata
     if trace_id is None or str(trace_id).strip() == "":
         raise RecordRejected(REJECT_MISSING_ID, attributed=False)
-    ts = parse_timestamp(timestamp)
-    conversation = normalize_messages(messages)
-    reply = assistant_output_message(output)
+    ts = parse_timestamp(r.timestamp)
+    conversation = normalize_messages(r.messages)
+    reply = assistant_output_message(r.output)
     if reply is not None:
         conversation.append(reply)
     if not conversation:
         raise RecordRejected(REJECT_NO_MESSAGES, str(trace_id))
 
     metadata_map = as_mapping(metadata)
-    tag_list = as_string_list(tags)
-    consent, consent_source = consent_from_record(explicit_consent, tag_list, metadata_map)
-    if feedback_score is None:
-        feedback_score = metadata_map.get("feedback_score")
+    tag_list = as_string_list(r.tags)
+    consent, consent_source = consent_from_record(r.explicit_consent, tag_list, metadata_map)
+    feedback_score = r.feedback_score if r.feedback_score is not None else metadata_map.get("feedback_score")
+    contexts = r.contexts
     if contexts is None:
         contexts = metadata_map.get("contexts") or metadata_map.get("retrieved_contexts")
-    model_name = as_text(model)
+    model_name = as_text(r.model)
     model_name = model_name if model_name and model_name.strip() else None
     metadata_text = (
         json.dumps(metadata_map, ensure_ascii=False, sort_keys=True, default=str)
@@ -455,29 +469,29 @@ def build_examples(
         "date": utc_day(ts),
         "model": model_name,
         "model_slug": model_slug(model_name),
-        "user_id": as_text(user_id),
-        "session_id": as_text(session_id),
-        "environment": as_text(environment),
+        "user_id": as_text(r.user_id),
+        "session_id": as_text(r.session_id),
+        "environment": as_text(r.environment),
         "contexts": as_string_list(contexts),
-        "latency_ms": as_int(latency_ms),
-        "input_tokens": as_int(input_tokens),
-        "output_tokens": as_int(output_tokens),
-        "total_tokens": as_int(total_tokens),
-        "cost_usd": as_float(cost_usd),
+        "latency_ms": as_int(r.latency_ms),
+        "input_tokens": as_int(r.input_tokens),
+        "output_tokens": as_int(r.output_tokens),
+        "total_tokens": as_int(r.total_tokens),
+        "cost_usd": as_float(r.cost_usd),
         "tags": tag_list,
         "metadata": metadata_text,
         "consent": consent,
         "consent_source": consent_source,
-        "source": source,
-        "extracted_at": extracted_at,
+        "source": r.source,
+        "extracted_at": r.extracted_at,
         "feedback_score": as_float(feedback_score),
-        "tools": as_text(tools) if tools else None,
+        "tools": as_text(r.tools) if r.tools else None,
     }
     if base["total_tokens"] is None and base["input_tokens"] is not None and base["output_tokens"] is not None:
         base["total_tokens"] = base["input_tokens"] + base["output_tokens"]
 
-    turns = expand_turns(conversation, options.convert_to_single_turn)
-    obs = as_text(observation_id)
+    turns = expand_turns(conversation, r.options.convert_to_single_turn)
+    obs = as_text(r.observation_id)
     rows = []
     for turn_index, turn_messages in turns:
         final = turn_messages[-1]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
-from materializer_assets.lib.normalize import ReadOptions, build_examples
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples
 from materializer_assets.lib.slugs import model_slug
 
 DAY = date(2026, 4, 18)
@@ -423,7 +423,7 @@ def expected_rows(data: FixtureData, day: date, slug: str, options: ReadOptions 
         feedback = [s.numeric_value for s in scores if s.trace_id == trace.id and s.is_feedback]
         metadata = {**trace.metadata, **generation.metadata}
         try:
-            rows += build_examples(
+            rows += build_examples(SourceRecord(
                 trace_id=trace.id,
                 observation_id=generation.id,
                 timestamp=generation.start_time,
@@ -446,7 +446,7 @@ def expected_rows(data: FixtureData, day: date, slug: str, options: ReadOptions 
                 metadata=metadata,
                 feedback_score=sum(feedback) / len(feedback) if feedback else None,
                 tools=json.loads(metadata["tools"]) if "tools" in metadata else None,
-            )
+            ))
         except Exception:  # rejected records are not rows
             continue
     return sorted(rows, key=lambda row: (row["trace_id"], row["observation_id"] or ""))

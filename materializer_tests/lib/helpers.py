@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples, rows_to_batch
 
 EXTRACTED_AT = datetime(2026, 4, 19, tzinfo=timezone.utc)
 
@@ -22,7 +22,7 @@ def make_rows(
 ) -> list[dict]:
     rows = []
     for i in range(n):
-        rows += build_examples(
+        rows += build_examples(SourceRecord(
             trace_id=f"{prefix}-{i}",
             observation_id=None,
             timestamp=f"{day}T{i % 24:02d}:00:00Z",
@@ -34,7 +34,7 @@ def make_rows(
             source="test",
             extracted_at=EXTRACTED_AT,
             options=ReadOptions(),
-        )
+        ))
     return rows
 
 

@@ -18,7 +18,7 @@ from materializer_assets.lib.consent import (
     parse_consent,
     record_signals,
 )
-from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples, rows_to_batch
 
 T = datetime(2026, 4, 18, 12, tzinfo=timezone.utc)  # the trace's time in these tests
 BEFORE, AFTER = "2026-04-01T00:00:00Z", "2026-05-01T00:00:00Z"
@@ -159,7 +159,7 @@ def _batch(*rows, day="2026-04-18"):
     built = []
     for i, row in enumerate(rows):
         user, consent, *tags = row
-        built += build_examples(
+        built += build_examples(SourceRecord(
             trace_id=f"t{i}",
             observation_id=None,
             timestamp=f"{day}T12:00:00Z",
@@ -172,7 +172,7 @@ def _batch(*rows, day="2026-04-18"):
             source="test",
             extracted_at=datetime(2026, 4, 19, tzinfo=timezone.utc),
             options=ReadOptions(),
-        )
+        ))
     return rows_to_batch(built)
 
 

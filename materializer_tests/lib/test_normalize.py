@@ -11,6 +11,7 @@ from materializer_assets.lib.normalize import (
     RecordRejected,
     RejectionLog,
     assistant_output_message,
+    SourceRecord,
     build_examples,
     content_hash,
     expand_turns,
@@ -40,7 +41,7 @@ def _examples(messages=BANKING, single_turn=True, **kwargs):
         options=ReadOptions(convert_to_single_turn=single_turn),
     )
     defaults.update(kwargs)
-    return build_examples(**defaults)
+    return build_examples(SourceRecord(**defaults))
 
 
 def test_single_turn_conversion_follows_the_seed_example():
@@ -149,7 +150,7 @@ def test_rejection_examples_name_reason_and_location_but_never_quote_the_record(
 def _single_turn_rows(count: int) -> list[dict]:
     rows = []
     for index in range(count):
-        (row,) = build_examples(
+        (row,) = build_examples(SourceRecord(
             trace_id=f"t{index}",
             observation_id=None,
             timestamp="2026-04-18T12:00:00Z",
@@ -159,7 +160,7 @@ def _single_turn_rows(count: int) -> list[dict]:
             source="test",
             extracted_at=datetime(2026, 4, 19, tzinfo=timezone.utc),
             options=ReadOptions(),
-        ) or [None]
+        )) or [None]
         rows.append(row)
     return [row for row in rows if row is not None]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples, rows_to_batch
 from materializer_assets.lib.redaction import (
     ENTITY_TYPES,
     RedactionConfig,
@@ -153,7 +153,7 @@ def example_row(
         output["tool_calls"] = [
             {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": tool_call_arguments}}
         ]
-    (row,) = build_examples(
+    (row,) = build_examples(SourceRecord(
         trace_id=trace_id,
         observation_id=f"obs-{trace_id}",
         timestamp="2026-04-18T12:00:00Z",
@@ -166,7 +166,7 @@ def example_row(
         source="test",
         extracted_at=EXTRACTED_AT,
         options=ReadOptions(),
-    )
+    ))
     return row
 
 

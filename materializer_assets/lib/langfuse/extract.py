@@ -2,7 +2,7 @@
 
 Both versions produce the same thing: for every ``GENERATION`` observation
 whose **start time** falls on the UTC day and whose model slugs to the cell's
-slug, one record of ``build_examples`` arguments (the same rule the blob-export
+slug, one record of :class:`~.normalize.SourceRecord` fields (the same rule the blob-export
 reader follows, so an export and the API of one project give the same cells):
 
 - prompt and response: the generation's ``input`` (the conversation) and
@@ -234,7 +234,7 @@ def generation_fields(
     contexts: list[str] | None = None,
     feedback: float | None = None,
 ) -> dict[str, Any]:
-    """``build_examples`` arguments for one generation (``trace``: the v3 trace row)."""
+    """The :class:`~..normalize.SourceRecord` fields of one generation (``trace``: the v3 trace row)."""
     trace = trace or {}
     metadata = merge_metadata(as_mapping(trace.get("metadata")), as_mapping(generation.get("metadata")))
     start = generation.get("startTime")

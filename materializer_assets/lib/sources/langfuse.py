@@ -35,6 +35,7 @@ from ..normalize import (
     RecordRejected,
     RejectionLog,
     batched_located_rows,
+    SourceRecord,
     build_examples,
 )
 from .base import CellRead, TraceReader
@@ -88,9 +89,9 @@ class LangfuseTraceReader(TraceReader):
         def rows() -> Iterator[tuple[str, dict[str, Any]]]:
             for location, fields in api.cell_records(day, model_slug):
                 try:
-                    examples = build_examples(
+                    examples = build_examples(SourceRecord(
                         **fields, source=self.kind, extracted_at=extracted_at, options=self.options
-                    )
+                    ))
                 except RecordRejected as exc:
                     log.reject(exc.reason, location, exc.detail)
                     continue

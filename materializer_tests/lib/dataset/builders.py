@@ -8,7 +8,7 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples, rows_to_batch
 
 EXTRACTED_AT = datetime(2026, 4, 19, tzinfo=timezone.utc)
 
@@ -37,7 +37,7 @@ def trace(
         messages.append({"role": "system", "content": system})
     messages += [{"role": role, "content": content} for role, content in history]
     messages.append({"role": "user", "content": prompt})
-    (row,) = build_examples(
+    (row,) = build_examples(SourceRecord(
         trace_id=trace_id,
         observation_id=observation_id,
         timestamp=f"2026-04-18T{hour:02d}:00:00Z",
@@ -54,7 +54,7 @@ def trace(
         source="test",
         extracted_at=EXTRACTED_AT,
         options=ReadOptions(convert_to_single_turn=False),
-    )
+    ))
     return row
 
 

@@ -26,7 +26,7 @@ from materializer_assets.lib.dataset.checks import (
 from materializer_assets.lib.dataset.rewards import RewardConfig, RewardInputError
 from materializer_assets.lib.dataset.schema import REWARD_DATASET_SCHEMA
 from materializer_assets.lib.dataset.splits import SplitConfig
-from materializer_assets.lib.normalize import ReadOptions, build_examples
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples
 from materializer_assets.lib.scoring.schema import JUDGE_SCORES_SCHEMA, RAGAS_SCORES_SCHEMA
 from materializer_assets.lib.stages import ConsentViolation
 from materializer_tests.lib.iceberg_helpers import file_metrics, id_and_text_columns
@@ -227,7 +227,7 @@ def test_reward_rows_round_trip_through_parquet_and_pass_the_checks(traces, tmp_
 
 
 def test_tool_call_responses_keep_their_json_text(tmp_path):
-    (row,) = build_examples(
+    (row,) = build_examples(SourceRecord(
         trace_id="tool",
         observation_id="obs-1",
         timestamp="2026-04-18T08:00:00Z",
@@ -239,7 +239,7 @@ def test_tool_call_responses_keep_their_json_text(tmp_path):
         source="test",
         extracted_at=EXTRACTED_AT,
         options=ReadOptions(convert_to_single_turn=False),
-    )
+    ))
     out, _ = build_reward_table(table([row], judge=[0.9]), reward_config=JUDGE_ALONE, split_config=SplitConfig(test_fraction=0.0))
     (sft,) = exports.sft_table(out).to_pylist()
     # TRL's tool-calling format: the call stays structured (the response column keeps its JSON text).

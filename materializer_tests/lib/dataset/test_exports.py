@@ -16,7 +16,7 @@ from materializer_assets.lib.dataset.checks import check_dpo_pairs
 from materializer_assets.lib.dataset.pairs import build_pairs
 from materializer_assets.lib.dataset.rewards import RewardConfig, RewardWeights
 from materializer_assets.lib.dataset.splits import SplitConfig
-from materializer_assets.lib.normalize import ReadOptions, build_examples
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples
 
 from .builders import EXTRACTED_AT, table, trace
 from .test_splits import users
@@ -59,11 +59,11 @@ def reward_table() -> pa.Table:
     # An exact duplicate (excluded) and a row with no user prompt (an assistant message alone).
     rows.append(trace("dup", user=users("train", 1, SPLIT, prefix="dup")[0], system=SYSTEM, prompt=PROMPTS["train"][0], response="Answer 0 to " + PROMPTS["train"][0], hour=23))
     judge.append(0.99)
-    (orphan,) = build_examples(
+    (orphan,) = build_examples(SourceRecord(
         trace_id="orphan", observation_id=None, timestamp="2026-04-18T12:00:00Z", model="glm-5-32b", messages=[],
         output="An unprompted answer.", user_id="orphan-user", explicit_consent=True, source="test",
         extracted_at=EXTRACTED_AT, options=ReadOptions(convert_to_single_turn=False),
-    )
+    ))
     rows.append(orphan)
     judge.append(0.9)
     out, _ = build_reward_table(table(rows, judge=judge), reward_config=JUDGE_ONLY, split_config=SPLIT)
@@ -267,11 +267,11 @@ def tool_row(trace_id: str, call_id: str, city: str = "London", answer: str | No
     messages = [{"role": "system", "content": AGENT}, {"role": "user", "content": WEATHER}]
     if answer is not None:
         messages += [call, {"role": "tool", "tool_call_id": call_id, "content": '{"temperature": 15}'}]
-    (row,) = build_examples(
+    (row,) = build_examples(SourceRecord(
         trace_id=trace_id, observation_id=None, timestamp="2026-04-18T09:00:00Z", model="glm-5-32b",
         messages=messages, output=answer if answer is not None else call, tools=TOOLS, user_id=f"user-{trace_id}",
         explicit_consent=True, source="test", extracted_at=EXTRACTED_AT, options=ReadOptions(convert_to_single_turn=False),
-    )
+    ))
     return row
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from materializer_assets.lib.normalize import ReadOptions, build_examples, rows_to_batch
+from materializer_assets.lib.normalize import ReadOptions, SourceRecord, build_examples, rows_to_batch
 from materializer_assets.lib.scoring.cache import ScoreCache
 from materializer_assets.lib.scoring.http import RetryPolicy
 from materializer_assets.lib.scoring.inputs import INPUT_COLUMNS, InputStats, consented_only, scan_batches, trace_inputs
@@ -36,7 +36,7 @@ def traces(n, consent=True, answers=None, contexts=None, prefix="t") -> pa.Recor
     rows = []
     for i in range(n):
         answer = answers[i] if answers else f"Answer number {i} explains sorting."
-        rows += build_examples(
+        rows += build_examples(SourceRecord(
             trace_id=f"{prefix}-{i}",
             observation_id=None,
             timestamp=f"{DAY}T10:00:00Z",
@@ -49,7 +49,7 @@ def traces(n, consent=True, answers=None, contexts=None, prefix="t") -> pa.Recor
             extracted_at=EXTRACTED_AT,
             options=ReadOptions(),
             contexts=contexts,
-        )
+        ))
     return rows_to_batch(rows)
 
 

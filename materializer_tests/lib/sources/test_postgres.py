@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from materializer_assets.lib.consent import consent_from_record
-from materializer_assets.lib.normalize import MESSAGES_DERIVED, ReadOptions, build_examples, content_hash, messages_array
+from materializer_assets.lib.normalize import MESSAGES_DERIVED, ReadOptions, SourceRecord, build_examples, content_hash, messages_array
 from materializer_assets.lib.schema import NORMALIZED_SCHEMA
 from materializer_assets.lib.slugs import model_slug
 from materializer_assets.lib.sources.base import SourceUnavailableError
@@ -332,10 +332,10 @@ def test_sql_content_hash_equals_normalize_content_hash(traces_url, reader):
         assert rows[trace_id(i)]["content_hash"] == content_hash(messages), (prompt, reply)
         if prompt:
             # Same conversation, same key as the file readers (which go through build_examples).
-            [example] = build_examples(
+            [example] = build_examples(SourceRecord(
                 trace_id="x", observation_id=None, timestamp="2026-04-18T00:00:00Z", model=GLM, messages=prompt,
                 output=reply, source="test", extracted_at=datetime.now(timezone.utc), options=ReadOptions(),
-            )
+            ))
             assert rows[trace_id(i)]["content_hash"] == example["content_hash"]
 
 

@@ -9,7 +9,7 @@
 - :mod:`.formats`: the records of one file, as JSON lines, a JSON array,
   Parquet or CSV, with the location and reason of each damaged one;
 - :mod:`.records`: what a record means: its cell (UTC day, model) and the
-  arguments of ``build_examples``, for export rows and plain JSONL lines;
+  ``SourceRecord`` fields, for export rows and plain JSONL lines;
 - :mod:`.reader`: :class:`FileTraceReader`, which streams one cell's rows,
   joins an export's traces, scores and retrievers to its generations, counts
   rejections and remembers which days each file holds.

@@ -40,6 +40,7 @@ from ...normalize import (
     RecordRejected,
     RejectionLog,
     batched_located_rows,
+    SourceRecord,
     build_examples,
     context_texts,
     parse_timestamp,
@@ -227,15 +228,15 @@ class FileTraceReader(TraceReader):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Normalized rows of one record of the cell being read (so its rejection is attributed).
 
-        ``fields`` builds build_examples' arguments inside the guard, so a
+        ``fields`` builds the SourceRecord's fields inside the guard, so a
         record of unforeseen shape costs itself only. ``source``: the rows'
         ``source`` value (default ``files``; ``langfuse-export`` for the blob
         export, whose trace and observation ids are Langfuse's own).
         """
         try:
-            rows = build_examples(
+            rows = build_examples(SourceRecord(
                 **fields(), source=source or self.kind, extracted_at=extracted_at, options=self.options
-            )
+            ))
         except RecordRejected as exc:
             log.reject(exc.reason, location, exc.detail)
             return

@@ -1,4 +1,4 @@
-"""What a trace record means: its cell, and the arguments of ``build_examples`` (DESIGN §4).
+"""What a trace record means: its cell, and the fields of its ``SourceRecord`` (DESIGN §4).
 
 Field names are taken in snake_case (what the Langfuse export writes) or
 camelCase (the public API).
