@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -504,6 +504,27 @@ def build_examples(record: SourceRecord) -> list[dict[str, Any]]:
         row["content_hash"] = content_hash(turn_messages)
         rows.append(row)
     return rows
+
+
+def build_guarded(
+    fields: Callable[[], Mapping[str, Any]],
+    *,
+    source: str,
+    extracted_at: datetime,
+    options: ReadOptions,
+    log: RejectionLog,
+    location: str,
+) -> list[dict[str, Any]]:
+    """:func:`build_examples` of one record, whose rejection costs that record only: logged at
+    ``location`` in ``log`` (no rows returned). ``fields`` builds the record's fields inside
+    the guard, so a record of a shape nobody foresaw is rejected too, never the cell."""
+    try:
+        return build_examples(SourceRecord(**fields(), source=source, extracted_at=extracted_at, options=options))
+    except RecordRejected as exc:
+        log.reject(exc.reason, location, exc.detail)
+    except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
+        log.reject(REJECT_BAD_MESSAGES, location, f"{type(exc).__name__}: {exc}")
+    return []
 
 
 def rows_to_batch(rows: list[dict[str, Any]]) -> pa.RecordBatch:

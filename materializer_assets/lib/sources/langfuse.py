@@ -30,13 +30,10 @@ from ..langfuse.client import LangfuseClient
 from ..langfuse.config import LangfuseConfig
 from ..langfuse.extract import Cell, CellFingerprint, LangfuseApi, api_for
 from ..normalize import (
-    REJECT_BAD_MESSAGES,
     ReadOptions,
-    RecordRejected,
     RejectionLog,
     batched_located_rows,
-    SourceRecord,
-    build_examples,
+    build_guarded,
 )
 from .base import CellRead, TraceReader
 
@@ -88,17 +85,9 @@ class LangfuseTraceReader(TraceReader):
 
         def rows() -> Iterator[tuple[str, dict[str, Any]]]:
             for location, fields in api.cell_records(day, model_slug):
-                try:
-                    examples = build_examples(SourceRecord(
-                        **fields, source=self.kind, extracted_at=extracted_at, options=self.options
-                    ))
-                except RecordRejected as exc:
-                    log.reject(exc.reason, location, exc.detail)
-                    continue
-                except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
-                    # A shape nobody foresaw costs this record only, never the cell.
-                    log.reject(REJECT_BAD_MESSAGES, location, f"{type(exc).__name__}: {exc}")
-                    continue
+                examples = build_guarded(
+                    lambda: fields, source=self.kind, extracted_at=extracted_at, options=self.options, log=log, location=location
+                )
                 for row in examples:
                     yield location, row
 

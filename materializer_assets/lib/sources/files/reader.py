@@ -33,15 +33,13 @@ from functools import partial
 from typing import Any, Callable, Iterator
 
 from ...normalize import (
-    REJECT_BAD_MESSAGES,
     REJECT_MISSING_ID,
     REJECT_NO_MESSAGES,
     ReadOptions,
     RecordRejected,
     RejectionLog,
     batched_located_rows,
-    SourceRecord,
-    build_examples,
+    build_guarded,
     context_texts,
     parse_timestamp,
 )
@@ -233,17 +231,9 @@ class FileTraceReader(TraceReader):
         ``source`` value (default ``files``; ``langfuse-export`` for the blob
         export, whose trace and observation ids are Langfuse's own).
         """
-        try:
-            rows = build_examples(SourceRecord(
-                **fields(), source=source or self.kind, extracted_at=extracted_at, options=self.options
-            ))
-        except RecordRejected as exc:
-            log.reject(exc.reason, location, exc.detail)
-            return
-        except (TypeError, ValueError, AttributeError, KeyError, RecursionError) as exc:
-            # A shape nobody foresaw must cost this record only, never the cell.
-            log.reject(REJECT_BAD_MESSAGES, location, f"{type(exc).__name__}: {exc}")
-            return
+        rows = build_guarded(
+            fields, source=source or self.kind, extracted_at=extracted_at, options=self.options, log=log, location=location
+        )
         for row in rows:
             yield location, row
 
