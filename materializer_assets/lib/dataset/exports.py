@@ -382,9 +382,9 @@ def _merge_row_by_row(
     slow_rows = np.flatnonzero(slow)
     if not len(slow_rows):
         return fast
-    slow, slow_origin = row_by_row(table.take(pa.array(slow_rows, pa.int64())))
-    origin = np.concatenate([fast_rows, slow_rows[np.asarray(slow_origin, np.int64)]])
-    return pa.concat_tables([fast, slow]).take(pa.array(np.argsort(origin, kind="stable"), pa.int64()))
+    built, built_from = row_by_row(table.take(pa.array(slow_rows, pa.int64())))
+    origin = np.concatenate([fast_rows, slow_rows[np.asarray(built_from, np.int64)]])
+    return pa.concat_tables([fast, built]).take(pa.array(np.argsort(origin, kind="stable"), pa.int64()))
 
 
 def _grpo_rows(table: pa.Table, *, conversational: bool, skipped: Counter | None) -> tuple[pa.Table, list[int]]:
