@@ -3,7 +3,8 @@
 A row's key is ``blake2b(trace_id + "\\0" + observation_id)`` in 16 bytes (a
 null id counts as empty text): small and of one width whatever the ids'
 length. :func:`identity_keys` computes the keys of whole Arrow columns (the
-texts joined by Arrow, one hash call per row); :class:`SeenKeys` remembers
+texts joined by Arrow, one hash call per row; :func:`joined_keys` does the same
+for any columns, e.g. the score keys that add the content hash); :class:`SeenKeys` remembers
 the keys of a cell in 8 bytes each. The keys live only in memory: nothing
 stores them.
 """
@@ -33,16 +34,27 @@ def _id_texts(values: Ids) -> pa.Array | pa.ChunkedArray:
     return pc.fill_null(values, "")
 
 
+_CHUNK_ROWS = 1 << 16  # rows hashed per step: bounds the Python strings alive at once
+
+
+def joined_keys(columns: Sequence[Ids]) -> np.ndarray:
+    """The 16-byte blake2b of each row's ``columns`` joined by NUL (a null counts as empty
+    text), as a fixed-width bytes array (``S16``)."""
+    texts = pc.binary_join_element_wise(*map(_id_texts, columns), "\x00").cast(pa.binary())
+    out = np.empty(len(texts), f"S{KEY_BYTES}")
+    for start in range(0, len(texts), _CHUNK_ROWS):
+        part = texts.slice(start, _CHUNK_ROWS).to_pylist()
+        out[start : start + len(part)] = [digest.digest() for digest in map(_digest, part)]
+    return out
+
+
 def identity_keys(trace_ids: Ids, observation_ids: Ids | None = None) -> np.ndarray:
-    """The 16-byte key of each row, as a fixed-width bytes array (``S16``).
+    """The 16-byte key of each row: :func:`joined_keys` of (trace_id, observation_id).
 
     ``observation_ids`` None: every row has none (a table without the column).
     """
     traces = _id_texts(trace_ids)
-    observations = _id_texts(observation_ids if observation_ids is not None else pa.nulls(len(traces), pa.string()))
-    texts = pc.binary_join_element_wise(traces, observations, "\x00").cast(pa.binary())
-    keys = bytearray().join([digest.digest() for digest in map(_digest, texts.to_pylist())])
-    return np.frombuffer(keys, dtype=f"S{KEY_BYTES}")
+    return joined_keys([traces, observation_ids if observation_ids is not None else pa.nulls(len(traces), pa.string())])
 
 
 def batch_identity_keys(batch: pa.RecordBatch | pa.Table) -> np.ndarray:

@@ -24,14 +24,13 @@ before anything is yielded for its batch.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..identity import joined_keys
 from ..stages import require_granted
 from .rewards import RewardConfig, reward_columns
 from .schema import PASSTHROUGH_COLUMNS, REWARD_DATASET_SCHEMA
@@ -50,24 +49,10 @@ class DuplicateScoreRows(ValueError):
     """A scoring table has two rows for one (trace_id, observation_id, content_hash)."""
 
 
-def _key(table: pa.Table) -> pa.ChunkedArray:
-    observation = pc.fill_null(table.column("observation_id").cast(pa.string()), "")
-    return pc.binary_join_element_wise(
-        table.column("trace_id").cast(pa.string()), observation, table.column("content_hash").cast(pa.string()), "\x1f"
-    )
-
-
-_DIGEST_CHUNK_ROWS = 1 << 16
-
-
-def _key_digests(keys: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def _key_digests(table: pa.Table) -> np.ndarray:
     """16-byte digests of the score keys (numpy ``S16``): ~16 bytes a row where a dict of the
     key strings took ~300 (a 300k-row cell's two score tables: ~180 MB)."""
-    out = np.empty(len(keys), "S16")
-    for start in range(0, len(keys), _DIGEST_CHUNK_ROWS):
-        part = keys.slice(start, _DIGEST_CHUNK_ROWS).to_pylist()
-        out[start : start + len(part)] = [hashlib.blake2b(key.encode(), digest_size=16).digest() for key in part]
-    return out
+    return joined_keys([table.column(name) for name in SCORE_KEY_COLUMNS])
 
 
 def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> tuple[pa.Table, np.ndarray, np.ndarray] | None:
@@ -77,7 +62,7 @@ def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> tup
     missing = [c for c in (*SCORE_KEY_COLUMNS, *columns) if c not in scores.column_names]
     if missing:
         raise ValueError(f"{name} scores lack columns {missing}")
-    digests = _key_digests(_key(scores))
+    digests = _key_digests(scores)
     order = np.argsort(digests, kind="stable")
     digests = digests[order]
     if len(digests) > 1 and (digests[1:] == digests[:-1]).any():
@@ -104,7 +89,7 @@ class ScoreLookup:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         if not self._tables:
             return table
-        keys = _key_digests(_key(table))
+        keys = _key_digests(table)
         for scores, digests, order in self._tables:
             # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
             # columns of the trace side; a key without a score row takes nulls.

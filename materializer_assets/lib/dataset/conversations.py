@@ -77,6 +77,7 @@ class Conversations:
     fast: np.ndarray  # bool: a plain chat
     has_prompt: np.ndarray  # bool: RowTexts.dialogue is not blank
     has_response: np.ndarray  # bool: RowTexts.response is not blank
+    prompt_given: np.ndarray  # bool: the prompt column holds a non-empty string
     # message values (the rows' messages, flattened) and what is known of each
     _parents: np.ndarray
     _kept: np.ndarray  # not the final assistant turn (which is the answer)
@@ -199,7 +200,8 @@ def conversations(table: pa.Table) -> Conversations:
     popped = last & is_assistant
     kept = ~popped
     kept_per_row = np.bincount(parents[kept], minlength=n) if m else np.zeros(n, np.int64)
-    fallback = (kept_per_row == 0) & _truthy(prompts)
+    prompt_given = _truthy(prompts)
+    fallback = (kept_per_row == 0) & prompt_given
     answer_at = np.full(n, -1, np.int64)
     answer_at[parents[popped]] = np.flatnonzero(popped)
 
@@ -223,6 +225,6 @@ def conversations(table: pa.Table) -> Conversations:
         (answer_at >= 0) & (content_not_blank[np.maximum(answer_at, 0)] if m else False),
     )
     return Conversations(
-        fast, has_prompt, has_response, parents, kept, roles, contents, names, content_not_blank,
+        fast, has_prompt, has_response, prompt_given, parents, kept, roles, contents, names, content_not_blank,
         fallback, answer_at, last_user_at, prompts, responses, response_not_blank,
     )

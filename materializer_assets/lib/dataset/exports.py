@@ -306,9 +306,15 @@ def _kto_rows(table: pa.Table, *, conversational: bool, skipped: Counter | None)
     return pa.Table.from_pylist(records, schema=kto_schema(conversational)), origin
 
 
-def _taken(table: pa.Table, rows: np.ndarray, names: Sequence[str]) -> list[pa.Array]:
+def _taken(table: pa.Table, rows: np.ndarray, names: Sequence[str], kind: pa.DataType | None = None) -> list[pa.Array]:
+    """Each column's values at ``rows``; with ``kind``, cast to it, and an absent column is all null."""
     take = pa.array(rows, pa.int64())
-    return [table.column(name).take(take) for name in names]
+    if kind is None:
+        return [table.column(name).take(take) for name in names]
+    return [
+        table.column(name).take(take).combine_chunks().cast(kind) if name in table.column_names else pa.nulls(len(rows), kind)
+        for name in names
+    ]
 
 
 def _append_each(lists: pa.ListArray, items: pa.Array) -> pa.ListArray:
@@ -443,17 +449,16 @@ def router_table(
         skipped["no_reward"] += int(np.count_nonzero(exported & ~has_reward))
     candidates = exported & has_reward
     chats = conversations(table)
-    prompt = table.column("prompt").cast(pa.string()) if "prompt" in table.column_names else pa.chunked_array([pa.nulls(table.num_rows, pa.string())])
-    prompt_given = np.asarray(pc.fill_null(pc.greater(pc.utf8_length(prompt), 0), False), bool)
+    prompt_given = chats.prompt_given
     # The query is the prompt, else the last user turn; a row with neither goes row by row.
     fast = chats.fast & (prompt_given | chats.has_user_turn())
     usable_fast = fast & chats.has_prompt & chats.has_response & candidates
     _count_skipped(skipped, chats.skip_counts(fast & candidates))
     rows = np.flatnonzero(usable_fast)
-    take = pa.array(rows, pa.int64())
-    query = pc.if_else(pa.array(prompt_given[rows]), prompt.take(take), chats.last_user_turns(rows)) if len(rows) else pa.array([], pa.string())
+    prompt = _taken(table, rows, ("prompt",), pa.string())[0]
+    query = pc.if_else(pa.array(prompt_given[rows]), prompt, chats.last_user_turns(rows)) if len(rows) else pa.array([], pa.string())
     model, latency, total, inputs, outputs, reward, source, trace_id, observation_id, split = (
-        _taken_or_null(table, rows, name, ROUTER_COLUMN_TYPES[name])
+        _taken(table, rows, (name,), ROUTER_COLUMN_TYPES[name])[0]
         for name in ("model", "latency_ms", "total_tokens", "input_tokens", "output_tokens", "final_reward", "reward_source", "trace_id", "observation_id", "split")
     )
     k = len(rows)
@@ -479,12 +484,6 @@ ROUTER_COLUMN_TYPES = {
     "output_tokens": pa.int64(), "final_reward": pa.float64(), "reward_source": pa.string(),
     "trace_id": pa.string(), "observation_id": pa.string(), "split": pa.string(),
 }
-
-
-def _taken_or_null(table: pa.Table, rows: np.ndarray, name: str, kind: pa.DataType) -> pa.Array:
-    if name not in table.column_names:
-        return pa.nulls(len(rows), kind)
-    return table.column(name).take(pa.array(rows, pa.int64())).combine_chunks().cast(kind)
 
 
 def _router_rows(table: pa.Table, *, task_name: str, metric: str, skipped: Counter | None) -> tuple[pa.Table, list[int]]:

@@ -270,7 +270,13 @@ def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[list[bytes], list[str]
 
     message_keys = pc.binary_join_element_wise(kept_roles, _exact_ascii(kept_texts), "\x1f")
     joined = _join_per_row(message_keys, kept_parents, n, "\x1e")
-    joined = pc.if_else(pa.array(fallback), pc.binary_join_element_wise("user", _exact_ascii(pc.fill_null(prompts, "")), "\x1f"), joined)
+    if fallback.any():
+        # normalized only where used: prompts are as long as the texts above
+        fallback_at = np.flatnonzero(fallback)
+        fallback_keys = pc.binary_join_element_wise("user", _exact_ascii(prompts.take(pa.array(fallback_at))), "\x1f")
+        position = np.full(n, -1, np.int64)
+        position[fallback_at] = np.arange(len(fallback_at))
+        joined = pc.if_else(pa.array(fallback), fallback_keys.take(pa.array(position, mask=~fallback)), joined)
     has_turns = pa.array((conversation_size > 0) | fallback)
     tail = pc.binary_join_element_wise("\x1d", _exact_ascii(response), "")
     whole = pc.if_else(has_turns, pc.binary_join_element_wise(joined, tail, "\x1e"), tail)
