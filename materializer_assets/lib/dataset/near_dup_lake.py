@@ -1,54 +1,98 @@
 """The cross-cell near-duplicate index in the lake (its rows: see near_duplicate_index.py).
 
 ``reward_dataset`` reads every other cell's index before planning its splits
-(:func:`load_other_cells`) and replaces its own cell of the index once its rows
-are published (:func:`publish_cell`). The index is a Parquet lake dataset keyed
-by ``user_id`` and ``trace_id``; the pipeline registers it for GDPR erasure.
+(:func:`load_other_cells`), replaces its own cell of the index with the rows its
+plan keeps (:func:`publish_cell`) *before* it writes those rows, then looks at
+the index cells that changed since it read them (:func:`conflicts_since`): a
+cell planned at the same time. If one of them holds a near duplicate across
+splits of a kept row, the cell plans again (see :mod:`.near_duplicate_index`).
+The index is a Parquet lake dataset keyed by ``user_id`` and ``trace_id``; the
+pipeline registers it for GDPR erasure.
 """
 
 from __future__ import annotations
 
+import posixpath
 from typing import Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from ..erasure import LakeDatasetOutput
-from ..lake import CellAddress, ParquetLake
+from ..lake import CellAddress, CellNotMaterialized, ParquetLake
 from .near_duplicate_index import INDEX_DATASET, index_schema, load_reference, with_spec
-from .near_duplicates import NearDuplicateConfig, NearDuplicateReference
+from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, cross_split_matches
 from .splits import SplitPlan
 
 def _cells(lake: ParquetLake) -> list[CellAddress]:
     return LakeDatasetOutput(lake, INDEX_DATASET).cells()
 
 
-def load_other_cells(
-    lake: ParquetLake, day: str, slug: str, config: NearDuplicateConfig
-) -> tuple[NearDuplicateReference, dict]:
-    """The signatures every other cell published, and metadata about them."""
-    tables, cells = [], 0
+# A cell of the index as read: its manifest version, by (date, model slug).
+IndexVersions = dict[tuple[str, str], str]
+
+
+def _read_others(
+    lake: ParquetLake, day: str, slug: str, unless_seen: IndexVersions | None = None
+) -> tuple[list[pa.Table], IndexVersions]:
+    """The index cells other than (day, slug) and their versions; with ``unless_seen``, only
+    the cells whose version is not the one seen there (new or re-published since)."""
+    tables, versions = [], {}
     for address in _cells(lake):
-        if (address.date, address.model_slug) == (day, slug):
+        key = (address.date, address.model_slug)
+        if key == (day, slug):
             continue  # this cell's own entries are replaced by this run
         try:
-            tables.append(lake.open_cell(address).to_table())
-        except Exception:  # noqa: BLE001 — a cell without a published version (being written) has nothing yet
+            manifest = lake.manifest(address)
+        except CellNotMaterialized:
+            continue  # being written for the first time: nothing published yet
+        version = str(manifest.get("version"))
+        if unless_seen is not None and unless_seen.get(key) == version:
             continue
-        cells += 1
+        try:
+            files = [posixpath.join(lake.cell_path(address), relative) for relative in manifest["files"]]
+            tables.append(ds.dataset(files, format="parquet", filesystem=lake.filesystem).to_table())
+        except (FileNotFoundError, OSError):
+            continue  # replaced while read: the version after it is read by whoever checks next
+        versions[key] = version
+    return tables, versions
+
+
+def load_other_cells(
+    lake: ParquetLake, day: str, slug: str, config: NearDuplicateConfig
+) -> tuple[NearDuplicateReference, dict, IndexVersions]:
+    """The signatures every other cell published, metadata about them, and the version of
+    each cell read (for :func:`conflicts_since`)."""
+    tables, versions = _read_others(lake, day, slug)
     reference, ignored = load_reference(tables, config)
     return reference, {
-        "near_dup_index_cells_read": cells,
+        "near_dup_index_cells_read": len(versions),
         "near_dup_index_train_rows_read": len(reference.train_sig),
         "near_dup_index_test_rows_read": len(reference.test_sig),
         "near_dup_index_rows_ignored_other_spec": ignored,
-    }
+    }, versions
+
+
+def conflicts_since(
+    lake: ParquetLake, day: str, slug: str, seen: IndexVersions, plan: SplitPlan, config: NearDuplicateConfig
+) -> tuple[int, int]:
+    """``(index cells changed since seen, kept distinct prompts of plan that near-duplicate a
+    row of the other split in one of them)``. Call after :func:`publish_cell`: of two cells
+    planned at once, the one that calls this second sees the other's entries."""
+    tables, versions = _read_others(lake, day, slug, unless_seen=seen)
+    if not versions:
+        return 0, 0
+    other, _ = load_reference(tables, config)
+    own = plan.published
+    return len(versions), (cross_split_matches(own, other, config) if own is not None else 0)
 
 
 def publish_cell(
     lake: ParquetLake, day: str, slug: str, plan: SplitPlan, rows: Iterable[pa.RecordBatch], config: NearDuplicateConfig
 ) -> int:
-    """Replace this cell of the index with the published rows' signatures (``rows``: trace_id,
-    observation_id, user_id of the published reward cell). Returns the rows written."""
+    """Replace this cell of the index with the signatures of the rows ``plan`` keeps in train or
+    test (``rows``: trace_id, observation_id and user_id of the rows planned, or of the reward
+    cell written from the plan). Returns the rows written."""
     written = {"rows": 0}
 
     def batches() -> Iterator[pa.RecordBatch]:

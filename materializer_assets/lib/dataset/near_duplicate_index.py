@@ -21,10 +21,12 @@ order cells are materialized, re-run or backfilled:
     train and test: splits stay a pure function of the user).
 
 So after any sequence of cell runs, every published test row has no near
-duplicate among the published train rows of any cell — provided two cells
-that share near duplicates are not planned at the same moment (each plans
-against what the other had published; the later of two overlapping runs
-wins on a re-run).
+duplicate among the published train rows of any cell. Cells planned at the
+same moment (a backfill) would each plan against what the other had not yet
+published; so a cell writes its index entries before its rows and then reads
+again the index cells published since it planned: a conflict across splits
+makes it plan again (:func:`.near_dup_lake.conflicts_since`). Of two such
+cells, the one that checks second sees the other.
 
 What is stored: ids (``trace_id``, ``observation_id``, ``user_id``, so GDPR
 erasure removes a forgotten user's or revoked trace's entries like any other

@@ -293,7 +293,7 @@ class SplitPlanner:
             timestamps = np.zeros(n, np.int64)
         dedup_keys, near_texts = split_keys(batch)
         if self._hasher is not None:
-            text_ids = np.fromiter((self._hasher.add(text) for text in near_texts), np.int64, count=n)
+            text_ids = self._hasher.add_batch(near_texts)
         else:
             text_ids = np.full(n, -1, np.int64)
         self._keys.append(batch_identity_keys(batch))

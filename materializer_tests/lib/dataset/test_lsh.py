@@ -1,4 +1,4 @@
-"""The vectorized MinHash/LSH and the cross-cell near-duplicate rule of the split planner."""
+"""The vectorized MinHash/LSH, the signature store and the cross-cell near-duplicate rule of the split planner."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import numpy as np
 
 from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, band_hashes, signatures, similarity
-from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig
+from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig, SignatureStore
 from materializer_assets.lib.dataset.splits import SplitConfig, assign_splits, plan_splits
 
 from .builders import table, trace
@@ -173,3 +173,26 @@ def test_spilled_signatures_read_back_what_was_kept(monkeypatch):
     assert on_disk.index_rows(day).equals(in_memory.index_rows(day))
     assert (on_disk.published.train_sig == in_memory.published.train_sig).all()
     assert (on_disk.published.test_bands == in_memory.published.test_bands).all()
+
+
+def test_the_signature_store_numbers_distinct_texts_in_order_of_arrival():
+    rng = random.Random(7)
+    config = NearDuplicateConfig()
+    pool = [f"question number {i} about {rng.choice(['s3', 'iam', 'vpc'])}" for i in range(300)]
+    store = SignatureStore(config, chunk=64)  # several flushes
+    expected: dict[str, int] = {}
+    distinct: list[str] = []
+    for _ in range(12):
+        batch = [rng.choice(pool) if rng.random() < 0.9 else rng.choice(["", None]) for _ in range(rng.randint(0, 120))]
+        ids = store.add_batch(batch)
+        for text, got in zip(batch, ids.tolist()):
+            if not text:
+                assert got == -1
+                continue
+            if text not in expected:
+                expected[text] = len(distinct)
+                distinct.append(text)
+            assert got == expected[text]
+    sig, has = store.finish()
+    want_sig, want_has = signatures(distinct, config.lsh_params())
+    assert np.array_equal(sig, want_sig) and np.array_equal(has, want_has)

@@ -15,6 +15,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 
+from materializer_assets.lib.dataset import near_dup_lake
 from materializer_assets.lib.dataset.splits import SplitConfig, group_split
 from materializer_assets.pipeline.partitions import MODEL_DIMENSION, cell_key
 from materializer_tests.pipeline.results import materialization_metadata
@@ -64,22 +65,28 @@ def _records() -> list[dict]:
     return rows
 
 
-def _run(tmp_path: Path, server, order: list[str]):
+def _setup(tmp_path: Path, server) -> tuple[dict, str]:
     source = tmp_path / "source"
     source.mkdir()
     with (source / "traces.jsonl").open("w") as out:
         for record in _records():
             out.write(json.dumps(record) + "\n")
     warehouse = str(tmp_path / "wh")
-    resources = _resources(str(source), warehouse, server, split_test_fraction=CONFIG.test_fraction)
+    return _resources(str(source), warehouse, server, split_test_fraction=CONFIG.test_fraction), warehouse
+
+
+def _materialize(resources: dict, day: str):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(MODEL_DIMENSION, [MODEL])
-    results = {}
-    for day in order:
-        result = dg.materialize(ASSETS, partition_key=cell_key(day, MODEL), resources=resources, instance=instance,
-                                raise_on_error=False)
-        assert result.success
-        results[day] = materialization_metadata(result, "reward_dataset")
+    result = dg.materialize(ASSETS, partition_key=cell_key(day, MODEL), resources=resources, instance=instance,
+                            raise_on_error=False)
+    assert result.success
+    return materialization_metadata(result, "reward_dataset")
+
+
+def _run(tmp_path: Path, server, order: list[str]):
+    resources, warehouse = _setup(tmp_path, server)
+    results = {day: _materialize(resources, day) for day in order}
     rows = {r["trace_id"]: (r["split"], r["excluded_reason"]) for r in _iceberg_rows(warehouse)}
     return rows, results, warehouse
 
@@ -124,3 +131,53 @@ def test_a_re_run_replaces_the_cells_index_entries(tmp_path, openai_server_sessi
     index = ds.dataset(str(Path(warehouse) / "near-dup-index"), format="parquet", partitioning="hive").to_table()
     ids = index.column("trace_id").to_pylist()
     assert len(ids) == len(set(ids))  # no stale copies of A's entries
+
+
+def test_cells_planned_at_the_same_time_end_as_if_one_ran_first(tmp_path, openai_server_session, monkeypatch):
+    # A reads the index (nothing yet), then B runs from start to end before A publishes anything:
+    # B plans blind to A too, as two cells of a backfill can. A then publishes its index entries,
+    # finds B's (published since it read the index) in conflict with its plan, and plans again:
+    # the end state is the one of "B first", with no test row near a train row.
+    resources, warehouse = _setup(tmp_path, openai_server_session)
+    real_load = near_dup_lake.load_other_cells
+    meta = {}
+
+    def load_then_run_the_other_cell(lake, day, slug, config):
+        loaded = real_load(lake, day, slug, config)
+        if day == DAY_A and DAY_B not in meta:
+            meta[DAY_B] = _materialize(resources, DAY_B)
+        return loaded
+
+    monkeypatch.setattr(near_dup_lake, "load_other_cells", load_then_run_the_other_cell)
+    meta[DAY_A] = _materialize(resources, DAY_A)
+    rows = {r["trace_id"]: (r["split"], r["excluded_reason"]) for r in _iceberg_rows(warehouse)}
+    _no_test_row_has_a_train_near_duplicate(rows)
+    assert all(rows[f"b-{i}"] == ("test", None) for i in range(3))
+    assert all(rows[f"a-{i}"] == ("excluded", "near_duplicate_of_test") for i in range(3))
+    assert meta[DAY_B]["near_dup_plan_attempts"] == 1
+    assert meta[DAY_B]["near_dup_index_cells_read"] == 0
+    assert meta[DAY_A]["near_dup_plan_attempts"] == 2
+    assert meta[DAY_A]["near_dup_index_cells_published_while_planning"] == 0  # the second plan read B
+    assert meta[DAY_A]["rows_dropped_from_train_near_duplicate_of_other_cell_test"] == 3
+    # the index agrees with the table: A's dropped rows are not in it
+    index = ds.dataset(str(Path(warehouse) / "near-dup-index"), format="parquet", partitioning="hive").to_table()
+    assert not {f"a-{i}" for i in range(3)} & set(index.column("trace_id").to_pylist())
+
+
+def test_the_check_after_publishing_finds_only_conflicts_across_splits(tmp_path, openai_server_session, monkeypatch):
+    # B is published while A plans, but A's re-read finds nothing in conflict: one plan is enough.
+    resources, warehouse = _setup(tmp_path, openai_server_session)
+    real_load = near_dup_lake.load_other_cells
+    meta = {}
+
+    def load_then_run_the_other_cell(lake, day, slug, config):
+        loaded = real_load(lake, day, slug, config)
+        if day == DAY_A and DAY_A not in meta:
+            meta[DAY_A] = "planning"
+            meta["first"] = _materialize(resources, DAY_A)  # A itself, from another run: same splits
+        return loaded
+
+    monkeypatch.setattr(near_dup_lake, "load_other_cells", load_then_run_the_other_cell)
+    meta[DAY_A] = _materialize(resources, DAY_A)
+    assert meta[DAY_A]["near_dup_plan_attempts"] == 1
+    assert meta[DAY_A]["near_dup_prompts_in_conflict_with_cells_planned_meanwhile"] == 0
