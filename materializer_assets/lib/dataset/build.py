@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..identity import joined_keys
 from ..stages import require_granted
@@ -49,26 +50,44 @@ class DuplicateScoreRows(ValueError):
     """A scoring table has two rows for one (trace_id, observation_id, content_hash)."""
 
 
-def _key_digests(table: pa.Table) -> np.ndarray:
+def _key_digests(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     """16-byte digests of the score keys (numpy ``S16``): ~16 bytes a row where a dict of the
     key strings took ~300 (a 300k-row cell's two score tables: ~180 MB)."""
     return joined_keys([table.column(name) for name in SCORE_KEY_COLUMNS])
 
 
-def _prepare(scores: pa.Table | None, columns: dict[str, str], name: str) -> tuple[pa.Table, np.ndarray, np.ndarray] | None:
-    """``(score columns, sorted key digests, row of each sorted digest)``."""
+def _compact(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Score strings (statuses, model names, prompt versions: a handful of values) dictionary-encoded."""
+    return pa.RecordBatch.from_arrays(
+        [pc.dictionary_encode(c) if pa.types.is_string(c.type) or pa.types.is_large_string(c.type) else c for c in batch.columns],
+        names=batch.schema.names,
+    )
+
+
+def _prepare(
+    scores: pa.Table | pa.RecordBatchReader | None, columns: dict[str, str], name: str
+) -> tuple[pa.Table, np.ndarray, np.ndarray] | None:
+    """``(score columns, sorted key digests, row of each sorted digest)``. ``scores`` is read a
+    batch at a time: the key strings of a whole cell are never held, only their digests."""
     if scores is None:
         return None
-    missing = [c for c in (*SCORE_KEY_COLUMNS, *columns) if c not in scores.column_names]
+    missing = [c for c in (*SCORE_KEY_COLUMNS, *columns) if c not in scores.schema.names]
     if missing:
         raise ValueError(f"{name} scores lack columns {missing}")
-    digests = _key_digests(scores)
+    digests, picked = [], []
+    for batch in scores.to_batches() if isinstance(scores, pa.Table) else scores:
+        digests.append(_key_digests(batch))
+        picked.append(_compact(batch.select(list(columns)).rename_columns([columns[c] for c in columns])))
+    digests = np.concatenate(digests) if digests else np.zeros(0, "S16")
     order = np.argsort(digests, kind="stable")
     digests = digests[order]
     if len(digests) > 1 and (digests[1:] == digests[:-1]).any():
         raise DuplicateScoreRows(f"{name} scores have duplicate (trace_id, observation_id, content_hash) rows")
-    picked = scores.select(list(columns)).rename_columns([columns[c] for c in columns])
-    return picked, digests, order
+    if picked:
+        table = pa.Table.from_batches(picked).unify_dictionaries().combine_chunks()
+    else:
+        table = pa.table({columns[c]: pa.array([], scores.schema.field(c).type) for c in columns})
+    return table, digests, order
 
 
 class ScoreLookup:
@@ -79,7 +98,9 @@ class ScoreLookup:
     row gets null scores (and null statuses: not scored).
     """
 
-    def __init__(self, judge: pa.Table | None = None, ragas: pa.Table | None = None) -> None:
+    def __init__(
+        self, judge: pa.Table | pa.RecordBatchReader | None = None, ragas: pa.Table | pa.RecordBatchReader | None = None
+    ) -> None:
         # Keys as sorted 16-byte digests, found by binary search: built once per cell (pc.index_in
         # would hash the whole score table again for every batch), and small (no Python strings).
         self._tables = [t for t in (_prepare(judge, JUDGE_COLUMNS, "judge"), _prepare(ragas, RAGAS_COLUMNS, "ragas")) if t is not None]
@@ -103,7 +124,10 @@ class ScoreLookup:
             for name in picked.column_names:
                 if name in table.column_names:
                     table = table.drop_columns([name])
-                table = table.append_column(name, picked.column(name))
+                column = picked.column(name)
+                if pa.types.is_dictionary(column.type):
+                    column = column.cast(column.type.value_type)
+                table = table.append_column(name, column)
         return table
 
 

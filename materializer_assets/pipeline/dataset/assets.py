@@ -40,7 +40,7 @@ from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
 from ...lib.dataset.pairs import PAIR_INPUT_COLUMNS, pairable_rows
-from ...lib.lake import CellStream, FixedSplit
+from ...lib.lake import CellStream, FixedSplit, iter_batches
 from ...lib.scoring.inputs import CONSENT_COLUMNS, InputStats, consented_only, scan_batches
 from ...resources.iceberg_io import IcebergIOManager
 from ...resources.parquet_io import ParquetLakeIOManager, PublishedLakeCell
@@ -56,6 +56,7 @@ REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "train
 REWARD_LAKE_DATASET = "reward-dataset"
 EXPORT_DATASETS = {name: f"exports/{name}" for name in exports.EXPORTS}
 READ_BATCH_ROWS = 4096
+SCORE_BATCH_ROWS = 1 << 16
 LANGFUSE_SCORE_NAME = "final_reward"
 # Plans of a cell while other cells publish conflicting near-duplicate index entries (see near_dup_lake.py).
 NEAR_DUP_PLAN_ATTEMPTS = 3
@@ -75,12 +76,13 @@ WRITE_BACK_CHECK = "langfuse_scores_written"
 LANGFUSE_SCORE_COLUMNS = ["trace_id", "observation_id", "source", "final_reward", "environment"]
 
 
-def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.Table | None:
-    """The score columns reward rows need (small: ids + a few numbers per trace), or None for an empty cell."""
+def _score_table(scores: ds.Dataset, columns: dict[str, str]) -> pa.RecordBatchReader | None:
+    """The score columns reward rows need (ids + a few numbers per trace) as a stream, or None for an empty cell."""
     if not len(scores.schema):  # no files: the scorer wrote an empty cell
         return None
-    wanted = [*SCORE_KEY_COLUMNS, *columns]
-    return scores.to_table(columns=[c for c in wanted if c in scores.schema.names])
+    wanted = [c for c in [*SCORE_KEY_COLUMNS, *columns] if c in scores.schema.names]
+    schema = pa.schema([scores.schema.field(c) for c in wanted])
+    return pa.RecordBatchReader.from_batches(schema, iter_batches(scores, wanted, SCORE_BATCH_ROWS))
 
 
 def _markdown(metadata: dict) -> dict:
