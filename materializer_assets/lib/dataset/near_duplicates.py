@@ -22,9 +22,11 @@ from functools import lru_cache
 from typing import Hashable, Sequence
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .lsh import LshIndex, LshParams, band_hashes, signatures
-from .text import digest
+from .text import digests
 
 
 @dataclass(frozen=True)
@@ -109,31 +111,37 @@ class SignatureStore:
         self.params = config.lsh_params()
         self.chunk = chunk
         self._ids = _FirstArrivalIds()
-        self._pending: list[str] = []
+        self._pending: list[pa.Array] = []  # distinct texts not hashed yet
+        self._pending_rows = 0
         self._sigs: list[np.ndarray] = []
         self._has: list[np.ndarray] = []
 
-    def add_batch(self, texts: Sequence[str | None]) -> np.ndarray:
+    def add_batch(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
+        """The id of each text's signature (-1 for an empty or null text)."""
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        elif not isinstance(texts, pa.Array):
+            texts = pa.array(texts, pa.string())
         ids = np.full(len(texts), -1, np.int64)
-        rows = [i for i, text in enumerate(texts) if text]
-        if not rows:
+        rows = np.flatnonzero(np.asarray(pc.fill_null(pc.greater(pc.utf8_length(texts), 0), False), bool))
+        if not len(rows):
             return ids
-        cut = [texts[i][: self.config.max_chars] for i in rows]
-        digests = np.frombuffer(b"".join(map(digest, cut)), "S16")
-        found, first = self._ids.assign(digests)
+        cut = pc.utf8_slice_codeunits(texts.take(pa.array(rows)), 0, self.config.max_chars)  # code points, as str[:n]
+        found, first = self._ids.assign(digests(cut))
         ids[rows] = found
-        for position in first.tolist():
-            self._pending.append(cut[position])
-            if len(self._pending) >= self.chunk:
+        if len(first):
+            self._pending.append(cut.take(pa.array(first)))
+            self._pending_rows += len(first)
+            if self._pending_rows >= self.chunk:
                 self._flush()
         return ids
 
     def _flush(self) -> None:
         if self._pending:
-            sig, has = signatures(self._pending, self.params)
+            sig, has = signatures(pa.concat_arrays(self._pending), self.params)
             self._sigs.append(sig)
             self._has.append(has)
-            self._pending = []
+            self._pending, self._pending_rows = [], 0
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         self._flush()

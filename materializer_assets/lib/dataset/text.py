@@ -58,6 +58,13 @@ def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+def digests(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """:func:`digest` of each string of ``texts`` (a null: of ""), as ``S16``; hashed from the
+    UTF-8 bytes Arrow holds, with no Python string made."""
+    data = pc.fill_null(texts, "").cast(pa.binary()).to_pylist()
+    return np.frombuffer(b"".join(hashlib.blake2b(value, digest_size=16).digest() for value in data), "S16")
+
+
 def message_text(content: str | None, tool_calls: str | None) -> str:
     """A message's text: its content, else its tool calls (as the normalizer does for responses)."""
     if content is not None and content.strip():
@@ -199,18 +206,14 @@ def _non_ascii_rows(n: int, row_arrays: list[pa.Array], parents: np.ndarray, val
     return bad
 
 
-def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[list[bytes], list[str]]:
-    """``(dedup_key, dialogue_near)`` of each row: :attr:`RowTexts.dedup_key` and
-    :attr:`RowTexts.dialogue_near` of :func:`iter_row_texts`, vectorized."""
+def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, pa.Array]:
+    """``(dedup_key, dialogue_near)`` of each row: :attr:`RowTexts.dedup_key` (``S16``) and
+    :attr:`RowTexts.dialogue_near` (a string array) of :func:`iter_row_texts`, vectorized."""
     if isinstance(batch, pa.Table):
-        batch = batch.combine_chunks()
-        keys: list[bytes] = []
-        nears: list[str] = []
-        for part in batch.to_batches():
-            part_keys, part_nears = split_keys(part)
-            keys += part_keys
-            nears += part_nears
-        return keys, nears
+        parts = [split_keys(part) for part in batch.combine_chunks().to_batches()]
+        if not parts:
+            return np.zeros(0, "S16"), pa.array([], pa.string())
+        return np.concatenate([keys for keys, _ in parts]), pa.concat_arrays([near for _, near in parts])
     n = batch.num_rows
     string = pa.string()
     prompts = _column(batch, "prompt")
@@ -281,11 +284,14 @@ def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[list[bytes], list[str]
     tail = pc.binary_join_element_wise("\x1d", _exact_ascii(response), "")
     whole = pc.if_else(has_turns, pc.binary_join_element_wise(joined, tail, "\x1e"), tail)
 
-    dedup_keys = [digest(text) for text in whole.to_pylist()]
-    near = _near_ascii(dialogue).to_pylist()
+    dedup_keys = digests(whole)
+    near = _near_ascii(dialogue)
     if slow.any():
+        dedup_keys = dedup_keys.copy()
+        nears = near.to_pylist()
         for i in np.flatnonzero(slow):
             row = next(iter_row_texts(batch.slice(int(i), 1)))
             dedup_keys[i] = row.dedup_key
-            near[i] = row.dialogue_near
+            nears[i] = row.dialogue_near
+        near = pa.array(nears, pa.string())
     return dedup_keys, near

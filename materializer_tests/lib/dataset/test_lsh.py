@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pyarrow as pa
 
 from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, band_hashes, signatures, similarity
 from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig, SignatureStore
@@ -56,8 +57,6 @@ def test_signatures_stay_bit_for_bit_what_persisted_indexes_hold():
         sig, has = signatures(texts, params)
         assert hashlib.sha256(sig.tobytes() + has.tobytes()).hexdigest() == digest, params
         # and the same through a sliced Arrow array (offsets not starting at zero)
-        import pyarrow as pa
-
         sliced, _ = signatures(pa.array(["x" * 50, *texts], pa.large_string()).slice(1), params)
         assert (sliced == sig).all()
 
@@ -196,3 +195,14 @@ def test_the_signature_store_numbers_distinct_texts_in_order_of_arrival():
     sig, has = store.finish()
     want_sig, want_has = signatures(distinct, config.lsh_params())
     assert np.array_equal(sig, want_sig) and np.array_equal(has, want_has)
+
+
+def test_the_signature_store_cuts_texts_by_code_points_as_python_does():
+    config = NearDuplicateConfig(max_chars=50)
+    long_texts = ["é" * 40 + "ß" * 30 + " tail", "naïve café " * 10, "short"]
+    store = SignatureStore(config)
+    ids = store.add_batch(pa.chunked_array([long_texts[:1], long_texts[1:]]))
+    assert ids.tolist() == [0, 1, 2]
+    sig, _ = store.finish()
+    want, _ = signatures([text[:50] for text in long_texts], config.lsh_params())
+    assert np.array_equal(sig, want)
