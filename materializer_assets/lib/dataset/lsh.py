@@ -167,9 +167,11 @@ def _signatures(array: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndar
 
 
 def band_hashes(sig: np.ndarray, params: LshParams) -> np.ndarray:
-    """uint64 [n, bands]: one hash per band of each signature (the band index is mixed in)."""
+    """uint32 [n, bands]: one hash per band of each signature (the band index is mixed in; the
+    low 32 bits of the mix: two unrelated bands share a bucket with probability 2⁻³², and a
+    candidate is verified anyway)."""
     n = sig.shape[0]
-    out = np.empty((n, params.bands), np.uint64)
+    out = np.empty((n, params.bands), np.uint32)
     # In row chunks: a uint64 copy of all signatures would double a million-row cell's.
     for start in range(0, n, _BAND_CHUNK_ROWS):
         values = sig[start : start + _BAND_CHUNK_ROWS].astype(np.uint64)
@@ -178,13 +180,30 @@ def band_hashes(sig: np.ndarray, params: LshParams) -> np.ndarray:
             h = np.full(rows, _mix(np.full(1, band + 1, np.uint64) * _GOLDEN)[0], np.uint64)
             for col in range(band * params.rows, (band + 1) * params.rows):
                 h = _mix(h ^ values[:, col])
-            out[start : start + rows, band] = h
+            out[start : start + rows, band] = h & _MASK32
     return out
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard similarity of paired signatures (rows of ``a`` and ``b``)."""
+    """Estimated Jaccard similarity of paired signatures (rows of ``a`` and ``b``): the share of equal bins."""
     return (a == b).mean(axis=-1)
+
+
+LOW_BITS = 8
+
+
+def low_bits(sig: np.ndarray) -> np.ndarray:
+    """The low :data:`LOW_BITS` bits of each bin (b-bit minwise hashing, Li & König 2010): what
+    verification compares, at a quarter of the memory of the 32-bit signature."""
+    return sig if sig.dtype == np.uint8 else (sig & np.asarray(0xFF, sig.dtype)).astype(np.uint8)
+
+
+def agreement_needed(threshold: float, dtype: np.dtype) -> float:
+    """The share of equal bins that means an estimated Jaccard similarity ≥ ``threshold``. Bins of
+    b bits whose minima differ still agree by chance (probability 2⁻ᵇ), so the share expected at
+    similarity J is J + (1 − J)·2⁻ᵇ; for 32-bit bins that term is negligible."""
+    bits = np.dtype(dtype).itemsize * 8
+    return threshold if bits >= 32 else threshold + (1.0 - threshold) * 2.0**-bits
 
 
 class LshIndex:
@@ -226,6 +245,9 @@ class LshIndex:
         found = np.full(n, -1, np.int64)
         if n == 0 or self._size == 0:
             return found
+        if sig.dtype != self.sig.dtype:
+            raise ValueError(f"query signatures of {sig.dtype} against reference signatures of {self.sig.dtype}")
+        needed = agreement_needed(threshold, sig.dtype)
         for band, (keys, members) in enumerate(self._buckets):
             pending = np.flatnonzero(found < 0)
             if len(pending) == 0:
@@ -244,7 +266,7 @@ class LshIndex:
             for s in range(0, len(query), chunk // max(1, self.params.num_perm) or 1):
                 e = s + (chunk // max(1, self.params.num_perm) or 1)
                 qs, rs = query[s:e], ref[s:e]
-                ok = similarity(sig[rows[qs]], self.sig[rs]) >= threshold
+                ok = similarity(sig[rows[qs]], self.sig[rs]) >= needed
                 qs, rs = qs[ok], rs[ok]
                 # first verified reference per query (keep an earlier band's answer)
                 fresh = found[qs] < 0

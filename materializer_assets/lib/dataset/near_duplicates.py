@@ -25,7 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .lsh import LshIndex, LshParams, band_hashes, signatures
+from .lsh import LshIndex, LshParams, band_hashes, low_bits, signatures
+from .spill import SpilledRows
 from .text import digests
 
 
@@ -97,13 +98,24 @@ class _FirstArrivalIds:
         return ids, unseen[np.sort(first)]
 
 
+@dataclass(frozen=True)
+class StoredSignatures:
+    """What :meth:`SignatureStore.finish` returns, one row per text id."""
+
+    full: SpilledRows  # uint32 [ids, num_perm]: in a temporary file (what the persisted index holds)
+    low: np.ndarray  # uint8 [ids, num_perm]: the low bits, in memory (what verification compares)
+    bands: np.ndarray  # uint32 [ids, bands]: LSH band hashes of the full signatures
+    has: np.ndarray  # bool [ids]: False for a text with no shingle
+
+
 class SignatureStore:
     """Vectorized signatures of distinct normalized texts, hashed in chunks as they arrive.
 
     :meth:`add_batch` returns each text's id (-1 for an empty text); :meth:`finish`
-    returns ``(signatures [ids, num_perm], has_signature [ids])``. Only the
-    pending chunk of texts is held, never all of them; distinct texts are known
-    by a 16-byte digest.
+    returns :class:`StoredSignatures`. Only the pending chunk of texts is held, never all
+    of them; distinct texts are known by a 16-byte digest; full signatures go to a
+    temporary file as they are made, and memory keeps ~230 bytes per distinct text
+    (low bits, band hashes, digest and id) instead of ~700.
     """
 
     def __init__(self, config: NearDuplicateConfig, chunk: int = 8192) -> None:
@@ -113,7 +125,9 @@ class SignatureStore:
         self._ids = _FirstArrivalIds()
         self._pending: list[pa.Array] = []  # distinct texts not hashed yet
         self._pending_rows = 0
-        self._sigs: list[np.ndarray] = []
+        self._full = SpilledRows(dtype=np.uint32, row_shape=(config.num_perm,))
+        self._low: list[np.ndarray] = []
+        self._bands: list[np.ndarray] = []
         self._has: list[np.ndarray] = []
 
     def add_batch(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
@@ -139,16 +153,28 @@ class SignatureStore:
     def _flush(self) -> None:
         if self._pending:
             sig, has = signatures(pa.concat_arrays(self._pending), self.params)
-            self._sigs.append(sig)
+            self._full.append(sig)
+            self._low.append(low_bits(sig))
+            self._bands.append(band_hashes(sig, self.params))
             self._has.append(has)
             self._pending, self._pending_rows = [], 0
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self) -> StoredSignatures:
         self._flush()
         self._ids = _FirstArrivalIds()
-        if not self._sigs:
-            return np.zeros((0, self.config.num_perm), np.uint32), np.zeros(0, bool)
-        return np.concatenate(self._sigs), np.concatenate(self._has)
+
+        def joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+            out = np.concatenate(parts) if parts else empty
+            parts.clear()  # one copy at a time
+            return out
+
+        p = self.config.num_perm
+        return StoredSignatures(
+            self._full,
+            joined(self._low, np.zeros((0, p), np.uint8)),
+            joined(self._bands, np.zeros((0, self.params.bands), np.uint32)),
+            joined(self._has, np.zeros(0, bool)),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,6 +192,11 @@ class NearDuplicateReference:
     test_bands: np.ndarray
     test_group: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Matching compares low bits (lsh.low_bits): kept that way, a reference costs a quarter.
+        object.__setattr__(self, "train_sig", low_bits(self.train_sig))
+        object.__setattr__(self, "test_sig", low_bits(self.test_sig))
+
     @classmethod
     def from_rows(cls, sig: np.ndarray, bands: np.ndarray, is_test: np.ndarray, group: np.ndarray) -> "NearDuplicateReference":
         return cls(sig[~is_test], bands[~is_test], group[~is_test], sig[is_test], bands[is_test], group[is_test])
@@ -176,7 +207,7 @@ class NearDuplicateReference:
             arrays = [getattr(p, name) for p in parts]
             return np.concatenate(arrays) if arrays else empty
 
-        s, b, g = np.zeros((0, num_perm), np.uint32), np.zeros((0, bands), np.uint64), np.zeros(0, object)
+        s, b, g = np.zeros((0, num_perm), np.uint8), np.zeros((0, bands), np.uint32), np.zeros(0, object)
         return cls(cat("train_sig", s), cat("train_bands", b), cat("train_group", g), cat("test_sig", s), cat("test_bands", b), cat("test_group", g))
 
 

@@ -56,11 +56,19 @@ turns, tool results; system prompts ignored — see :mod:`.text`) with MinHash
 (vectorized in :mod:`.lsh`, default Jaccard ≥ 0.7 on byte 5-grams).
 
 **Streaming.** :class:`SplitPlanner` reads the cell once, batch by batch,
-keeping per row only a 16-byte id, its group, a 16-byte duplicate key, a
-timestamp and (per distinct prompt) a MinHash; :class:`SplitPlan` then
-assigns splits to the batches of a second pass. Through that second pass the
-signatures wait in an unlinked temporary file (:class:`SpilledRows`), read back
-a batch's rows at a time, instead of in memory.
+keeping per row only a 16-byte id, its group, a 16-byte duplicate key and a
+timestamp, and per distinct prompt the low 8 bits of each MinHash bin and its
+LSH band hashes; :class:`SplitPlan` then assigns splits to the batches of a
+second pass. The full 32-bit signatures (what the cross-cell index stores) go
+to an unlinked temporary file as they are made (:class:`SpilledRows`) and are
+read back a batch's rows at a time.
+
+**Low bits.** Verification compares 8-bit bins (b-bit minwise hashing, Li &
+König 2010): bins whose minima differ still agree with probability 1/256, so a
+pair counts as near when its share of equal bins is at least
+``threshold + (1 − threshold)/256`` (:func:`.lsh.agreement_needed`), the share
+expected at the threshold. A quarter of the memory; decisions differ from
+32-bit ones only for pairs within one bin of the threshold.
 """
 
 from __future__ import annotations
@@ -68,8 +76,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -79,8 +85,9 @@ import pyarrow.compute as pc
 from ..identity import batch_identity_keys
 import numpy as np
 
-from .lsh import LshIndex, band_hashes
+from .lsh import LshIndex, low_bits
 from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, SignatureStore
+from .spill import SpilledRows
 from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, EXCLUDED_NEAR_DUPLICATE_OF_TEST, TEST, TRAIN
 from .text import split_keys
 
@@ -186,46 +193,14 @@ class SplitStats:
 PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt", "response")
 
 
-# Signature arrays larger than this are spilled to a temporary file once the plan is made.
+# Arrays larger than this are spilled to a temporary file once the plan is made.
 SPILL_SIGNATURES_BYTES = 16 * 2**20
-_SPILL_WINDOW_ROWS = 1 << 15
 
 
-class SpilledRows:
-    """A 2-D array in an unlinked temporary file (gone when closed or collected); ``rows[ids]``
-    reads back only the windows of rows that hold ``ids`` (with ``pread``, not ``mmap``: pages a
-    map touched would count in the process's resident memory until unmapped)."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.dtype, self.shape = array.dtype, array.shape
-        self._row_bytes = array.dtype.itemsize * (array.shape[1] if array.ndim > 1 else 1)
-        self._file = tempfile.TemporaryFile(prefix="materializer-signatures-")
-        np.ascontiguousarray(array).tofile(self._file)
-        self._file.flush()
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def _read(self, start: int, stop: int) -> np.ndarray:
-        data = os.pread(self._file.fileno(), (stop - start) * self._row_bytes, start * self._row_bytes)
-        return np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
-
-    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, np.int64)
-        out = np.empty((len(ids), *self.shape[1:]), self.dtype)
-        if not len(ids):
-            return out
-        windows = ids // _SPILL_WINDOW_ROWS
-        for window in np.unique(windows).tolist():
-            start = window * _SPILL_WINDOW_ROWS
-            chosen = np.flatnonzero(windows == window)
-            wanted = ids[chosen] - start
-            out[chosen] = self._read(start, start + int(wanted.max()) + 1)[wanted]
-        return out
-
-
-def _spill(array: np.ndarray | None) -> np.ndarray | SpilledRows | None:
-    return SpilledRows(array) if array is not None and array.nbytes > SPILL_SIGNATURES_BYTES else array
+def _spill(array: np.ndarray | SpilledRows | None) -> np.ndarray | SpilledRows | None:
+    if isinstance(array, np.ndarray) and array.nbytes > SPILL_SIGNATURES_BYTES:
+        return SpilledRows(array)
+    return array
 
 
 class SplitPlanner:
@@ -238,7 +213,8 @@ class SplitPlanner:
 
     Per row it keeps ~45 bytes in numpy arrays (a million-row cell: ~45 MB, not the
     ~500 MB of Python objects per-row dicts and lists took), plus per distinct group
-    its key, and per distinct prompt its MinHash signature.
+    its key, and per distinct prompt ~230 bytes: the low 8 bits of its MinHash, its
+    band hashes, digest and id (the full 32-bit signature goes to a temporary file).
     """
 
     def __init__(
@@ -369,9 +345,10 @@ class SplitPlanner:
         assert self._hasher is not None
         near = self.config.near_duplicates
         params = near.lsh_params()
-        sig, has = self._hasher.finish()
-        bands = band_hashes(sig, params)
-        self._signatures = (sig, bands)
+        stored = self._hasher.finish()
+        # matching compares the low bits in memory; the full signatures wait on disk for the index
+        sig, bands, has = stored.low, stored.bands, stored.has
+        self._signatures = (stored.full, bands)
         usable = text >= 0
         usable[usable] = has[text[usable]]
         ref = self.reference
@@ -447,9 +424,8 @@ class SplitPlan:
         if self._published is None or self._signatures is None:
             return None
         ids = self._published[:, 0]
-        return NearDuplicateReference.from_rows(
-            self._signatures[ids], self._bands[ids], self._published[:, 2] == _TEST, self._published[:, 1]
-        )
+        low = np.concatenate([low_bits(self._signatures[ids[i : i + 65536]]) for i in range(0, len(ids), 65536)] or [np.zeros((0, self._signatures.shape[1]), np.uint8)])
+        return NearDuplicateReference.from_rows(low, self._bands[ids], self._published[:, 2] == _TEST, self._published[:, 1])
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -6,8 +6,9 @@ import random
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, band_hashes, signatures, similarity
+from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, agreement_needed, band_hashes, low_bits, signatures, similarity
 from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig, SignatureStore
 from materializer_assets.lib.dataset.splits import SplitConfig, assign_splits, plan_splits
 
@@ -192,9 +193,11 @@ def test_the_signature_store_numbers_distinct_texts_in_order_of_arrival():
                 expected[text] = len(distinct)
                 distinct.append(text)
             assert got == expected[text]
-    sig, has = store.finish()
+    stored = store.finish()
     want_sig, want_has = signatures(distinct, config.lsh_params())
-    assert np.array_equal(sig, want_sig) and np.array_equal(has, want_has)
+    assert np.array_equal(stored.full[np.arange(len(distinct))], want_sig) and np.array_equal(stored.has, want_has)
+    assert np.array_equal(stored.low, (want_sig & 0xFF).astype(np.uint8))
+    assert np.array_equal(stored.bands, band_hashes(want_sig, config.lsh_params()))
 
 
 def test_the_signature_store_cuts_texts_by_code_points_as_python_does():
@@ -203,6 +206,54 @@ def test_the_signature_store_cuts_texts_by_code_points_as_python_does():
     store = SignatureStore(config)
     ids = store.add_batch(pa.chunked_array([long_texts[:1], long_texts[1:]]))
     assert ids.tolist() == [0, 1, 2]
-    sig, _ = store.finish()
+    stored = store.finish()
     want, _ = signatures([text[:50] for text in long_texts], config.lsh_params())
-    assert np.array_equal(sig, want)
+    assert np.array_equal(stored.full[np.arange(3)], want)
+
+
+def test_low_bit_verification_decides_as_the_full_signatures_away_from_the_threshold():
+    # b-bit minwise hashing: 8-bit bins agree by chance with probability 1/256 where the minima
+    # differ; agreement_needed corrects for it, so decisions match the 32-bit ones except for
+    # pairs within about one bin of the threshold.
+    rng = random.Random(11)
+    base = [" ".join(words(60, seed)) for seed in range(40)]
+    edited = []
+    for text in base:
+        tokens = text.split()
+        for i in rng.sample(range(len(tokens)), rng.randint(0, 30)):
+            tokens[i] = "x" + tokens[i]
+        edited.append(" ".join(tokens))
+    sig_a, _ = signatures(base, PARAMS)
+    sig_b, _ = signatures(edited, PARAMS)
+    full = similarity(sig_a, sig_b)
+    low = similarity(low_bits(sig_a), low_bits(sig_b))
+    assert (low >= full).all() and (low - full <= 3 / 128).all()
+    threshold = 0.7
+    clear = np.abs(full - threshold) > 2 / 128
+    assert clear.sum() > 20 and 0 < (full >= threshold).sum() < len(full)
+    decided = low >= agreement_needed(threshold, np.uint8)
+    assert (decided[clear] == (full >= threshold)[clear]).all()
+    assert agreement_needed(threshold, np.uint32) == threshold
+
+
+def test_an_index_refuses_queries_of_other_bits():
+    sig, _ = signatures(["one prompt here", "another prompt there"], PARAMS)
+    index = LshIndex(sig, band_hashes(sig, PARAMS), PARAMS)
+    with pytest.raises(ValueError, match="uint8"):
+        index.match(low_bits(sig), band_hashes(sig, PARAMS), 0.7)
+
+
+def test_spilled_rows_grow_by_appends():
+    from materializer_assets.lib.dataset.spill import SpilledRows
+
+    rng = np.random.default_rng(3)
+    parts = [rng.integers(0, 2**32, size=(n, 4), dtype=np.uint64).astype(np.uint32) for n in (0, 5, 40_000, 1)]
+    spilled = SpilledRows(dtype=np.uint32, row_shape=(4,))
+    for part in parts:
+        spilled.append(part)
+    whole = np.concatenate(parts)
+    assert spilled.shape == whole.shape and len(spilled) == len(whole)
+    ids = rng.integers(0, len(whole), 300)
+    assert (spilled[ids] == whole[ids]).all()
+    with pytest.raises(ValueError, match="shape"):
+        spilled.append(np.zeros((2, 3), np.uint32))

@@ -1,0 +1,64 @@
+"""Rows of a numpy array kept in an unlinked temporary file instead of in memory."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+_WINDOW_ROWS = 1 << 15
+
+
+class SpilledRows:
+    """A 2-D array in an unlinked temporary file (gone when closed or collected), filled by
+    :meth:`append`; ``rows[ids]`` reads back only the windows of rows that hold ``ids`` (with
+    ``pread``, not ``mmap``: pages a map touched would count in the process's resident memory
+    until unmapped)."""
+
+    def __init__(self, array: np.ndarray | None = None, *, dtype=None, row_shape: tuple[int, ...] = ()) -> None:
+        if array is not None:
+            dtype, row_shape = array.dtype, array.shape[1:]
+        self.dtype = np.dtype(dtype)
+        self._row_shape = tuple(row_shape)
+        self._row_bytes = self.dtype.itemsize * int(np.prod(self._row_shape, dtype=np.int64))
+        self._rows = 0
+        self._file = tempfile.TemporaryFile(prefix="materializer-signatures-")
+        if array is not None:
+            self.append(array)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._rows, *self._row_shape)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def append(self, array: np.ndarray) -> None:
+        data = np.ascontiguousarray(array, self.dtype)
+        if data.shape[1:] != self._row_shape:
+            raise ValueError(f"rows of shape {data.shape[1:]} appended to rows of shape {self._row_shape}")
+        if not len(data):
+            return
+        view, offset = memoryview(data.reshape(-1)).cast("B"), self._rows * self._row_bytes
+        while len(view):
+            written = os.pwrite(self._file.fileno(), view, offset)
+            view, offset = view[written:], offset + written
+        self._rows += len(data)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self._file.fileno(), (stop - start) * self._row_bytes, start * self._row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((stop - start, *self._row_shape))
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        out = np.empty((len(ids), *self._row_shape), self.dtype)
+        if not len(ids):
+            return out
+        windows = ids // _WINDOW_ROWS
+        for window in np.unique(windows).tolist():
+            start = window * _WINDOW_ROWS
+            chosen = np.flatnonzero(windows == window)
+            wanted = ids[chosen] - start
+            out[chosen] = self._read(start, start + int(wanted.max()) + 1)[wanted]
+        return out
