@@ -207,32 +207,39 @@ def agreement_needed(threshold: float, dtype: np.dtype) -> float:
 
 
 class LshIndex:
-    """Reference signatures bucketed by band, each bucket capped at ``params.cap`` members."""
+    """Reference signatures bucketed by band, each bucket capped at ``params.cap`` members.
+
+    A band's buckets are sorted when :meth:`match` reaches that band and dropped after it: the
+    index holds one band's buckets at a time (12 bytes per reference row), not all of them."""
 
     def __init__(self, sig: np.ndarray, bands: np.ndarray, params: LshParams, rows: np.ndarray | None = None) -> None:
         """``rows``: only these rows of ``sig``/``bands`` are references (no copy of the signatures);
         :meth:`match` still answers with indices into ``sig``."""
         self.params = params
         self.sig = sig
+        self._bands = bands
+        self._rows = rows
         self._size = len(sig) if rows is None else len(rows)
-        self._buckets: list[tuple[np.ndarray, np.ndarray]] = []
-        for band in range(params.bands):
-            if rows is None:
-                keys = bands[:, band] if len(bands) else np.zeros(0, np.uint64)
-            else:
-                keys = bands[rows, band] if len(rows) else np.zeros(0, np.uint64)
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            # rank of each member within its bucket; keep the first `cap`
-            new = np.ones(len(sorted_keys), bool)
-            new[1:] = sorted_keys[1:] != sorted_keys[:-1]
-            group_start = np.maximum.accumulate(np.where(new, np.arange(len(new)), 0)) if len(new) else new
-            keep = (np.arange(len(new)) - group_start) < params.cap
-            members = order[keep] if rows is None else rows[order[keep]]
-            self._buckets.append((sorted_keys[keep], members))
 
     def __len__(self) -> int:
         return self._size
+
+    def _buckets(self, band: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(sorted band hashes, member row of each)`` of one band, the first ``cap`` members of each bucket."""
+        rows = self._rows
+        if rows is None:
+            keys = self._bands[:, band] if len(self._bands) else np.zeros(0, np.uint32)
+        else:
+            keys = self._bands[rows, band] if len(rows) else np.zeros(0, np.uint32)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        # rank of each member within its bucket; keep the first `cap`
+        new = np.ones(len(sorted_keys), bool)
+        new[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        group_start = np.maximum.accumulate(np.where(new, np.arange(len(new)), 0)) if len(new) else new
+        keep = (np.arange(len(new)) - group_start) < self.params.cap
+        members = order[keep] if rows is None else rows[order[keep]]
+        return sorted_keys[keep], members
 
     def match(
         self, sig: np.ndarray, bands: np.ndarray, threshold: float, rows: np.ndarray | None = None, chunk: int = 1 << 20
@@ -248,10 +255,11 @@ class LshIndex:
         if sig.dtype != self.sig.dtype:
             raise ValueError(f"query signatures of {sig.dtype} against reference signatures of {self.sig.dtype}")
         needed = agreement_needed(threshold, sig.dtype)
-        for band, (keys, members) in enumerate(self._buckets):
+        for band in range(self.params.bands):
             pending = np.flatnonzero(found < 0)
             if len(pending) == 0:
                 break
+            keys, members = self._buckets(band)
             q = bands[rows[pending], band]
             lo = np.searchsorted(keys, q, "left")
             hi = np.searchsorted(keys, q, "right")

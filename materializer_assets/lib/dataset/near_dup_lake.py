@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from ..erasure import LakeDatasetOutput
-from ..lake import CellAddress, CellNotMaterialized, ParquetLake
-from .near_duplicate_index import INDEX_DATASET, index_schema, load_reference, with_spec
+from ..lake import CellAddress, CellNotMaterialized, ParquetLake, iter_batches
+from .near_duplicate_index import INDEX_DATASET, REFERENCE_COLUMNS, index_schema, load_reference, with_spec
 from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, cross_split_matches
 from .splits import SplitPlan
 
@@ -32,12 +32,13 @@ def _cells(lake: ParquetLake) -> list[CellAddress]:
 IndexVersions = dict[tuple[str, str], str]
 
 
-def _read_others(
-    lake: ParquetLake, day: str, slug: str, unless_seen: IndexVersions | None = None
-) -> tuple[list[pa.Table], IndexVersions]:
-    """The index cells other than (day, slug) and their versions; with ``unless_seen``, only
-    the cells whose version is not the one seen there (new or re-published since)."""
-    tables, versions = [], {}
+def _load_others(
+    lake: ParquetLake, day: str, slug: str, config: NearDuplicateConfig, unless_seen: IndexVersions | None = None
+) -> tuple[NearDuplicateReference, int, IndexVersions]:
+    """The reference made of the index cells other than (day, slug), the rows ignored (another
+    spec), and the version of each cell read; with ``unless_seen``, only the cells whose version
+    is not the one seen there (new or re-published since). Streamed a row group at a time."""
+    parts, ignored, versions = [], 0, {}
     for address in _cells(lake):
         key = (address.date, address.model_slug)
         if key == (day, slug):
@@ -49,13 +50,16 @@ def _read_others(
         version = str(manifest.get("version"))
         if unless_seen is not None and unless_seen.get(key) == version:
             continue
+        files = [posixpath.join(lake.cell_path(address), relative) for relative in manifest["files"]]
         try:
-            files = [posixpath.join(lake.cell_path(address), relative) for relative in manifest["files"]]
-            tables.append(ds.dataset(files, format="parquet", filesystem=lake.filesystem).to_table())
+            dataset = ds.dataset(files, format="parquet", filesystem=lake.filesystem)
+            reference, skipped = load_reference([iter_batches(dataset, REFERENCE_COLUMNS)], config)
         except (FileNotFoundError, OSError):
             continue  # replaced while read: the version after it is read by whoever checks next
+        parts.append(reference)
+        ignored += skipped
         versions[key] = version
-    return tables, versions
+    return NearDuplicateReference.concat(parts, config.num_perm, config.lsh_params().bands), ignored, versions
 
 
 def load_other_cells(
@@ -63,8 +67,7 @@ def load_other_cells(
 ) -> tuple[NearDuplicateReference, dict, IndexVersions]:
     """The signatures every other cell published, metadata about them, and the version of
     each cell read (for :func:`conflicts_since`)."""
-    tables, versions = _read_others(lake, day, slug)
-    reference, ignored = load_reference(tables, config)
+    reference, ignored, versions = _load_others(lake, day, slug, config)
     return reference, {
         "near_dup_index_cells_read": len(versions),
         "near_dup_index_train_rows_read": len(reference.train_sig),
@@ -79,10 +82,9 @@ def conflicts_since(
     """``(index cells changed since seen, kept distinct prompts of plan that near-duplicate a
     row of the other split in one of them)``. Call after :func:`publish_cell`: of two cells
     planned at once, the one that calls this second sees the other's entries."""
-    tables, versions = _read_others(lake, day, slug, unless_seen=seen)
+    other, _, versions = _load_others(lake, day, slug, config, unless_seen=seen)
     if not versions:
         return 0, 0
-    other, _ = load_reference(tables, config)
     own = plan.published
     return len(versions), (cross_split_matches(own, other, config) if own is not None else 0)
 

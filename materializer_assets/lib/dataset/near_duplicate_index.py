@@ -89,24 +89,32 @@ def with_spec(table: pa.Table, config: NearDuplicateConfig) -> pa.Table:
     return table.append_column("signature_spec", pa.array([spec] * table.num_rows, pa.string()))
 
 
-def load_reference(tables: Iterable[pa.Table], config: NearDuplicateConfig) -> tuple[NearDuplicateReference, int]:
-    """The reference other cells published, and how many index rows were ignored (another spec)."""
+# What a reference is made of; ids stay in the index (for erasure) and are not read.
+REFERENCE_COLUMNS = ["split", "signature", "signature_spec"]
+_REFERENCE_BATCH_ROWS = 1 << 14
+
+
+def load_reference(
+    cells: Iterable[pa.Table | Iterable[pa.RecordBatch]], config: NearDuplicateConfig
+) -> tuple[NearDuplicateReference, int]:
+    """The reference other cells published (each cell a table or a stream of batches with
+    :data:`REFERENCE_COLUMNS`), and how many index rows were ignored (another spec). Read a
+    batch at a time: only each row's low bits and band hashes are kept."""
     params = config.lsh_params()
     spec = signature_spec(config)
     parts, ignored = [], 0
-    for table in tables:
-        if not table.num_rows:
-            continue
-        same = pc.equal(table.column("signature_spec"), spec)
-        ignored += table.num_rows - pc.sum(same).as_py()
-        table = table.filter(same)
-        if not table.num_rows:
-            continue
-        sig = (
-            table.column("signature").combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.uint32)
-            .reshape(table.num_rows, config.num_perm)
-        )
-        is_test = pc.equal(table.column("split"), TEST).to_numpy(zero_copy_only=False)
-        users = np.asarray(table.column("user_id").to_pylist(), object)
-        parts.append(NearDuplicateReference.from_rows(sig, band_hashes(sig, params), is_test, users))
+    for cell in cells:
+        batches = cell.to_batches(max_chunksize=_REFERENCE_BATCH_ROWS) if isinstance(cell, pa.Table) else cell
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            same = pc.equal(batch.column("signature_spec"), spec)
+            ignored += batch.num_rows - (pc.sum(same).as_py() or 0)
+            batch = batch.filter(same)
+            if not batch.num_rows:
+                continue
+            signatures = batch.column("signature")
+            sig = np.asarray(signatures.flatten().to_numpy(zero_copy_only=False), np.uint32).reshape(batch.num_rows, config.num_perm)
+            is_test = np.asarray(pc.equal(batch.column("split"), TEST).to_numpy(zero_copy_only=False), bool)
+            parts.append(NearDuplicateReference.from_rows(sig, band_hashes(sig, params), is_test))
     return NearDuplicateReference.concat(parts, config.num_perm, params.bands), ignored

@@ -181,25 +181,21 @@ class SignatureStore:
 class NearDuplicateReference:
     """Signatures of kept rows, split by role: what one cell publishes, or what all other cells did.
 
-    ``*_group`` is an opaque group id per signature (in a plan: an index into its
-    group names; in the persisted index: the salted ``split_key``), kept so
-    the rows of an erased user can be removed."""
+    Signatures are kept as their low bits (:func:`.lsh.low_bits`: what matching compares) with
+    their band hashes; nothing else (no ids, no text)."""
 
     train_sig: np.ndarray
     train_bands: np.ndarray
-    train_group: np.ndarray
     test_sig: np.ndarray
     test_bands: np.ndarray
-    test_group: np.ndarray
 
     def __post_init__(self) -> None:
-        # Matching compares low bits (lsh.low_bits): kept that way, a reference costs a quarter.
         object.__setattr__(self, "train_sig", low_bits(self.train_sig))
         object.__setattr__(self, "test_sig", low_bits(self.test_sig))
 
     @classmethod
-    def from_rows(cls, sig: np.ndarray, bands: np.ndarray, is_test: np.ndarray, group: np.ndarray) -> "NearDuplicateReference":
-        return cls(sig[~is_test], bands[~is_test], group[~is_test], sig[is_test], bands[is_test], group[is_test])
+    def from_rows(cls, sig: np.ndarray, bands: np.ndarray, is_test: np.ndarray) -> "NearDuplicateReference":
+        return cls(sig[~is_test], bands[~is_test], sig[is_test], bands[is_test])
 
     @classmethod
     def concat(cls, parts: list["NearDuplicateReference"], num_perm: int, bands: int) -> "NearDuplicateReference":
@@ -207,8 +203,8 @@ class NearDuplicateReference:
             arrays = [getattr(p, name) for p in parts]
             return np.concatenate(arrays) if arrays else empty
 
-        s, b, g = np.zeros((0, num_perm), np.uint8), np.zeros((0, bands), np.uint32), np.zeros(0, object)
-        return cls(cat("train_sig", s), cat("train_bands", b), cat("train_group", g), cat("test_sig", s), cat("test_bands", b), cat("test_group", g))
+        s, b = np.zeros((0, num_perm), np.uint8), np.zeros((0, bands), np.uint32)
+        return cls(cat("train_sig", s), cat("train_bands", b), cat("test_sig", s), cat("test_bands", b))
 
 
 def cross_split_matches(own: NearDuplicateReference, other: NearDuplicateReference, config: NearDuplicateConfig) -> int:

@@ -425,7 +425,7 @@ class SplitPlan:
             return None
         ids = self._published[:, 0]
         low = np.concatenate([low_bits(self._signatures[ids[i : i + 65536]]) for i in range(0, len(ids), 65536)] or [np.zeros((0, self._signatures.shape[1]), np.uint8)])
-        return NearDuplicateReference.from_rows(low, self._bands[ids], self._published[:, 2] == _TEST, self._published[:, 1])
+        return NearDuplicateReference.from_rows(low, self._bands[ids], self._published[:, 2] == _TEST)
 
     def __len__(self) -> int:
         return len(self._keys)

@@ -80,7 +80,7 @@ def test_a_huge_template_bucket_is_capped_and_still_matches():
     ref_sig, _ = signatures(refs, params)
     q_sig, _ = signatures(queries, params)
     index = LshIndex(ref_sig, band_hashes(ref_sig, params), params)
-    assert all(len(members) <= 4 * len(np.unique(keys)) for keys, members in index._buckets)
+    assert all(len(members) <= 4 * len(np.unique(keys)) for keys, members in map(index._buckets, range(params.bands)))
     found = index.match(q_sig, band_hashes(q_sig, params), 0.7)
     assert (found[:500] >= 0).all() and found[500] == -1
 
