@@ -13,7 +13,7 @@ pipeline registers it for GDPR erasure.
 from __future__ import annotations
 
 import posixpath
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -108,3 +108,57 @@ def publish_cell(
 
     lake.write_cell(CellAddress(INDEX_DATASET, day, slug), batches(), index_schema(config.num_perm))
     return written["rows"]
+
+
+# Plans of a cell while other cells publish conflicting index entries, before giving up.
+PLAN_ATTEMPTS = 3
+
+
+class NearDuplicateIndexConflict(RuntimeError):
+    """Cells planned at the same time kept publishing near duplicates of this cell's kept rows."""
+
+
+def plan_against_index(
+    lake: ParquetLake,
+    day: str,
+    slug: str,
+    config: NearDuplicateConfig,
+    plan: Callable[[NearDuplicateReference], SplitPlan | None],
+    planned_ids: Callable[[], Iterable[pa.RecordBatch]],
+    log: Callable[[str], None] | None = None,
+    attempts: int = PLAN_ATTEMPTS,
+) -> dict:
+    """Plan this cell against the index of every other cell and publish its own entries, safe
+    against cells planned at the same time; returns metadata.
+
+    ``plan(reference)`` makes the split plan; ``planned_ids()`` streams trace_id, observation_id
+    and user_id of the rows planned. The cell's entries are published *before* its rows are
+    written; then the index cells published since they were read are checked against the plan
+    (:func:`conflicts_since`), and a conflict across splits means planning again against them.
+    After ``attempts`` plans in conflict: :class:`NearDuplicateIndexConflict` (nothing written
+    but the index entries, which a run of the cell replaces)."""
+    metadata: dict = {}
+    for attempt in range(1, attempts + 1):
+        reference, metadata, seen = load_other_cells(lake, day, slug, config)
+        split_plan = plan(reference)
+        if split_plan is None:
+            return metadata
+        publish_cell(lake, day, slug, split_plan, planned_ids(), config)
+        changed, conflicts = conflicts_since(lake, day, slug, seen, split_plan, config)
+        metadata.update(
+            near_dup_plan_attempts=attempt,
+            near_dup_index_cells_published_while_planning=changed,
+            near_dup_prompts_in_conflict_with_cells_planned_meanwhile=conflicts,
+        )
+        if not conflicts:
+            return metadata
+        if log is not None and attempt < attempts:
+            log(
+                f"{conflicts} kept prompt(s) near-duplicate rows of the other split in {changed} index cell(s) "
+                f"published while this cell planned: planning again ({attempt + 1} of {attempts})"
+            )
+    raise NearDuplicateIndexConflict(
+        f"the near-duplicate index kept changing under this cell's plan ({attempts} plans, "
+        f"{metadata['near_dup_prompts_in_conflict_with_cells_planned_meanwhile']} prompt(s) in conflict in the "
+        "last); nothing was written to the reward table: run the cell again"
+    )

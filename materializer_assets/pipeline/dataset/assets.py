@@ -58,13 +58,7 @@ EXPORT_DATASETS = {name: f"exports/{name}" for name in exports.EXPORTS}
 READ_BATCH_ROWS = 4096
 SCORE_BATCH_ROWS = 1 << 16
 LANGFUSE_SCORE_NAME = "final_reward"
-# Plans of a cell while other cells publish conflicting near-duplicate index entries (see near_dup_lake.py).
-NEAR_DUP_PLAN_ATTEMPTS = 3
 INDEX_ID_COLUMNS = ["trace_id", "observation_id", "user_id"]
-
-
-class NearDuplicateIndexConflict(RuntimeError):
-    """Cells planned at the same time kept publishing near duplicates of this cell's kept rows."""
 
 REWARD_CHECKS = {
     "final_reward_in_range": "Every final_reward is in [0, 1] or null.",
@@ -170,10 +164,10 @@ def reward_dataset(
     # The table only holds consented rows (its own blocking check); deciding again with today's
     # policy keeps a consent bug upstream, or a registry change since, from reaching a training row.
     policy = erasure.policy(trace_source.load_registry(), parquet_io_manager.lake().root)
-    near_dup_metadata: dict = {}
-    for attempt in range(1, NEAR_DUP_PLAN_ATTEMPTS + 1):
-        # Near duplicates across cells: the signatures every other cell published (near_dup.py).
-        reference, index_metadata, seen = near_dup.load_other_cells(lake, day, slug, near) if near else (None, {}, {})
+    builder: RewardDatasetBuilder | None = None
+
+    def plan(reference: Any) -> Any:
+        nonlocal builder
         builder = RewardDatasetBuilder(
             reward_config,
             split_config,
@@ -185,31 +179,19 @@ def reward_dataset(
         )
         plan_columns = list(dict.fromkeys([*builder.plan_columns, *CONSENT_COLUMNS]))
         builder.plan(consented_only(scan_batches(iceberg_table, plan_columns, READ_BATCH_ROWS), InputStats(), policy))
-        if near is None or builder.split_plan is None:
-            break
-        # This cell's train/test signatures replace its index entries before its rows are written;
-        # then the index cells published since we read them (cells planned at the same time) are
-        # checked against this plan. Of two such cells, the one that checks second sees the other.
+        return builder.split_plan
+
+    def planned_ids() -> Iterator[pa.RecordBatch]:
         ids = scan_batches(iceberg_table, list(dict.fromkeys([*INDEX_ID_COLUMNS, *CONSENT_COLUMNS])), READ_BATCH_ROWS)
-        near_dup.publish_cell(lake, day, slug, builder.split_plan, consented_only(ids, InputStats(), policy), near)
-        changed, conflicts = near_dup.conflicts_since(lake, day, slug, seen, builder.split_plan, near)
-        near_dup_metadata = {
-            "near_dup_plan_attempts": attempt,
-            "near_dup_index_cells_published_while_planning": changed,
-            "near_dup_prompts_in_conflict_with_cells_planned_meanwhile": conflicts,
-        }
-        if not conflicts:
-            break
-        context.log.info(
-            f"{conflicts} kept prompt(s) near-duplicate rows of the other split in {changed} index cell(s) "
-            f"published while this cell planned: planning again ({attempt + 1} of {NEAR_DUP_PLAN_ATTEMPTS})"
-        )
+        return consented_only(ids, InputStats(), policy)
+
+    if near is None:
+        plan(None)
+        index_metadata = {}
     else:
-        raise NearDuplicateIndexConflict(
-            f"the near-duplicate index kept changing under this cell's plan ({NEAR_DUP_PLAN_ATTEMPTS} plans, "
-            f"{near_dup_metadata['near_dup_prompts_in_conflict_with_cells_planned_meanwhile']} prompt(s) in "
-            "conflict in the last); nothing was written to the reward table: run the cell again"
-        )
+        # Near duplicates across cells, also with cells planned at the same time (near_dup_lake.py).
+        index_metadata = near_dup.plan_against_index(lake, day, slug, near, plan, planned_ids, context.log.info)
+    assert builder is not None
     row_stats = InputStats()
     rows = consented_only(
         scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats, policy
@@ -222,7 +204,6 @@ def reward_dataset(
             {
                 **builder.metadata(),
                 **index_metadata,
-                **near_dup_metadata,
                 "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
                 "upstream_rows": row_stats.rows_read,
                 "rows_skipped_without_consent": row_stats.rows_without_consent,
