@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dagster as dg
 import pyarrow.dataset as ds
-import pytest
 
 from materializer_assets.lib.dataset import near_dup_lake
 from materializer_assets.lib.dataset.splits import SplitConfig, group_split
@@ -162,22 +161,3 @@ def test_cells_planned_at_the_same_time_end_as_if_one_ran_first(tmp_path, openai
     # the index agrees with the table: A's dropped rows are not in it
     index = ds.dataset(str(Path(warehouse) / "near-dup-index"), format="parquet", partitioning="hive").to_table()
     assert not {f"a-{i}" for i in range(3)} & set(index.column("trace_id").to_pylist())
-
-
-def test_the_check_after_publishing_finds_only_conflicts_across_splits(tmp_path, openai_server_session, monkeypatch):
-    # B is published while A plans, but A's re-read finds nothing in conflict: one plan is enough.
-    resources, warehouse = _setup(tmp_path, openai_server_session)
-    real_load = near_dup_lake.load_other_cells
-    meta = {}
-
-    def load_then_run_the_other_cell(lake, day, slug, config):
-        loaded = real_load(lake, day, slug, config)
-        if day == DAY_A and DAY_A not in meta:
-            meta[DAY_A] = "planning"
-            meta["first"] = _materialize(resources, DAY_A)  # A itself, from another run: same splits
-        return loaded
-
-    monkeypatch.setattr(near_dup_lake, "load_other_cells", load_then_run_the_other_cell)
-    meta[DAY_A] = _materialize(resources, DAY_A)
-    assert meta[DAY_A]["near_dup_plan_attempts"] == 1
-    assert meta[DAY_A]["near_dup_prompts_in_conflict_with_cells_planned_meanwhile"] == 0
