@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 
 import numpy as np
 
@@ -23,9 +24,16 @@ class SpilledRows:
         self._row_shape = tuple(row_shape)
         self._row_bytes = self.dtype.itemsize * int(np.prod(self._row_shape, dtype=np.int64))
         self._rows = 0
-        self._file = tempfile.TemporaryFile(prefix="materializer-signatures-")
+        self._file = None  # opened at the first row: an empty store holds no file
         if array is not None:
             self.append(array)
+
+    def _fd(self) -> int:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="materializer-signatures-")
+            # closed with this object (an unlinked file: closing frees its disk space)
+            weakref.finalize(self, self._file.close)
+        return self._file.fileno()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -42,12 +50,12 @@ class SpilledRows:
             return
         view, offset = memoryview(data.reshape(-1)).cast("B"), self._rows * self._row_bytes
         while len(view):
-            written = os.pwrite(self._file.fileno(), view, offset)
+            written = os.pwrite(self._fd(), view, offset)
             view, offset = view[written:], offset + written
         self._rows += len(data)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        data = os.pread(self._file.fileno(), (stop - start) * self._row_bytes, start * self._row_bytes)
+        data = os.pread(self._fd(), (stop - start) * self._row_bytes, start * self._row_bytes)
         return np.frombuffer(data, self.dtype).reshape((stop - start, *self._row_shape))
 
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
