@@ -257,3 +257,20 @@ def test_spilled_rows_grow_by_appends():
     assert (spilled[ids] == whole[ids]).all()
     with pytest.raises(ValueError, match="shape"):
         spilled.append(np.zeros((2, 3), np.uint32))
+
+
+def test_spilled_rows_open_no_file_until_written_and_close_it_with_themselves():
+    import gc
+    import warnings
+
+    from materializer_assets.lib.dataset.spill import SpilledRows
+    from materializer_assets.lib.dataset.splits import SplitPlanner
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "trace_id" in SplitPlanner(SplitConfig()).columns  # a planner made only for its columns
+        spilled = SpilledRows(np.ones((3, 2), np.uint32))
+        assert spilled[np.array([2])].tolist() == [[1, 1]]
+        del spilled
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
