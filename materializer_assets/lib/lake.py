@@ -470,13 +470,15 @@ class ParquetLake:
                 raise CellNotMaterialized(f"{self.cell_uri(address)} has not been materialized") from exc
             raise
 
-    def cell_files(self, address: CellAddress) -> list[str]:
+    def cell_files(self, address: CellAddress, manifest: dict | None = None) -> list[str]:
+        """The published files of the cell (of ``manifest``, when the caller already read it)."""
         cell = self.cell_path(address)
-        return [posixpath.join(cell, relative) for relative in self.manifest(address)["files"]]
+        manifest = manifest if manifest is not None else self.manifest(address)
+        return [posixpath.join(cell, relative) for relative in manifest["files"]]
 
-    def open_cell(self, address: CellAddress, schema: pa.Schema | None = None) -> ds.Dataset:
-        """A lazy dataset of exactly the published files of the cell."""
-        return ds.dataset(self.cell_files(address), schema=schema, format="parquet", filesystem=self.filesystem)
+    def open_cell(self, address: CellAddress, schema: pa.Schema | None = None, manifest: dict | None = None) -> ds.Dataset:
+        """A lazy dataset of exactly the published files of the cell (of ``manifest``, if given)."""
+        return ds.dataset(self.cell_files(address, manifest), schema=schema, format="parquet", filesystem=self.filesystem)
 
     def delete_cell(self, address: CellAddress) -> None:
         self._delete_dir(self.cell_path(address))

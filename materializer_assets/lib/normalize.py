@@ -431,11 +431,8 @@ class SourceRecord:
 
 
 def build_examples(record: SourceRecord) -> list[dict[str, Any]]:
-    """Normalized rows for one source record (several in single-turn mode).
-
-    ``messages`` is the conversation (possibly including assistant turns);
-    ``output``, if given, is the assistant reply that follows it (a Langfuse
-    generation's output). Raises :class:`RecordRejected` with a reason.
+    """Normalized rows for one source record (several in single-turn mode); what its
+    fields mean: :class:`SourceRecord`. Raises :class:`RecordRejected` with a reason.
     """
     r = record
     trace_id, metadata = r.trace_id, r.metadata

@@ -189,11 +189,8 @@ def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b).mean(axis=-1)
 
 
-LOW_BITS = 8
-
-
 def low_bits(sig: np.ndarray) -> np.ndarray:
-    """The low :data:`LOW_BITS` bits of each bin (b-bit minwise hashing, Li & König 2010): what
+    """The low 8 bits of each bin (b-bit minwise hashing, Li & König 2010): what
     verification compares, at a quarter of the memory of the 32-bit signature."""
     return sig if sig.dtype == np.uint8 else (sig & np.asarray(0xFF, sig.dtype)).astype(np.uint8)
 

@@ -12,11 +12,9 @@ pipeline registers it for GDPR erasure.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from ..erasure import LakeDatasetOutput
 from ..lake import CellAddress, CellNotMaterialized, ParquetLake, iter_batches
@@ -50,11 +48,10 @@ def _load_others(
         version = str(manifest.get("version"))
         if unless_seen is not None and unless_seen.get(key) == version:
             continue
-        files = [posixpath.join(lake.cell_path(address), relative) for relative in manifest["files"]]
         try:
-            dataset = ds.dataset(files, format="parquet", filesystem=lake.filesystem)
-            reference, skipped = load_reference([iter_batches(dataset, REFERENCE_COLUMNS)], config)
-        except (FileNotFoundError, OSError):
+            cell = lake.open_cell(address, manifest=manifest)
+            reference, skipped = load_reference([iter_batches(cell, REFERENCE_COLUMNS)], config)
+        except OSError:
             continue  # replaced while read: the version after it is read by whoever checks next
         parts.append(reference)
         ignored += skipped

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .lsh import LshIndex, LshParams, band_hashes, low_bits, signatures
 from .spill import SpilledRows
-from .text import digests
+from ..identity import joined_keys
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class SignatureStore:
         if not len(rows):
             return ids
         cut = pc.utf8_slice_codeunits(texts.take(pa.array(rows)), 0, self.config.max_chars)  # code points, as str[:n]
-        found, first = self._ids.assign(digests(cut))
+        found, first = self._ids.assign(joined_keys([cut]))  # text.digest of each
         ids[rows] = found
         if len(first):
             self._pending.append(cut.take(pa.array(first)))

@@ -193,14 +193,14 @@ class SplitStats:
 PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt", "response")
 
 
-# Arrays larger than this are spilled to a temporary file once the plan is made.
+# Band-hash arrays larger than this are spilled to a temporary file once the plan is made
+# (full signatures always are, as they are made: see near_duplicates.SignatureStore).
 SPILL_SIGNATURES_BYTES = 16 * 2**20
+_PUBLISHED_READ_ROWS = 1 << 16
 
 
-def _spill(array: np.ndarray | SpilledRows | None) -> np.ndarray | SpilledRows | None:
-    if isinstance(array, np.ndarray) and array.nbytes > SPILL_SIGNATURES_BYTES:
-        return SpilledRows(array)
-    return array
+def _spill(array: np.ndarray | None) -> np.ndarray | SpilledRows | None:
+    return SpilledRows(array) if array is not None and array.nbytes > SPILL_SIGNATURES_BYTES else array
 
 
 class SplitPlanner:
@@ -330,7 +330,7 @@ class SplitPlanner:
             group_names,
             stats,
             published,
-            _spill(signatures) if published is not None else None,
+            signatures if published is not None else None,
             _spill(bands) if published is not None else None,
         )
         self._signatures = None
@@ -403,7 +403,7 @@ class SplitPlan:
         groups: list[str],
         stats: SplitStats,
         published: np.ndarray | None = None,
-        signatures: np.ndarray | None = None,
+        signatures: SpilledRows | None = None,
         bands: np.ndarray | None = None,
     ) -> None:
         self.config = config
@@ -424,7 +424,10 @@ class SplitPlan:
         if self._published is None or self._signatures is None:
             return None
         ids = self._published[:, 0]
-        low = np.concatenate([low_bits(self._signatures[ids[i : i + 65536]]) for i in range(0, len(ids), 65536)] or [np.zeros((0, self._signatures.shape[1]), np.uint8)])
+        # the low bits, read back from the spilled signatures a window of ids at a time
+        low = np.empty((len(ids), self._signatures.shape[1]), np.uint8)
+        for start in range(0, len(ids), _PUBLISHED_READ_ROWS):
+            low[start : start + _PUBLISHED_READ_ROWS] = low_bits(self._signatures[ids[start : start + _PUBLISHED_READ_ROWS]])
         return NearDuplicateReference.from_rows(low, self._bands[ids], self._published[:, 2] == _TEST)
 
     def __len__(self) -> int:

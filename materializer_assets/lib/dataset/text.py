@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..identity import joined_keys
+
 SYSTEM_ROLES = frozenset({"system", "developer"})
 
 _WHITESPACE = re.compile(r"\s+")
@@ -56,13 +58,6 @@ def normalize_near(text: str | None) -> str:
 
 def digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def digests(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """:func:`digest` of each string of ``texts`` (a null: of ""), as ``S16``; hashed from the
-    UTF-8 bytes Arrow holds, with no Python string made."""
-    data = pc.fill_null(texts, "").cast(pa.binary()).to_pylist()
-    return np.frombuffer(b"".join(hashlib.blake2b(value, digest_size=16).digest() for value in data), "S16")
 
 
 def message_text(content: str | None, tool_calls: str | None) -> str:
@@ -284,7 +279,7 @@ def split_keys(batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, pa.Array]:
     tail = pc.binary_join_element_wise("\x1d", _exact_ascii(response), "")
     whole = pc.if_else(has_turns, pc.binary_join_element_wise(joined, tail, "\x1e"), tail)
 
-    dedup_keys = digests(whole)
+    dedup_keys = joined_keys([whole])  # digest() of each text, from the bytes Arrow holds
     near = _near_ascii(dialogue)
     if slow.any():
         dedup_keys = dedup_keys.copy()
