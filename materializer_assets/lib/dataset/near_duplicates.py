@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .lsh import LshIndex, LshParams, band_hashes, low_bits, signatures
-from .spill import SpilledRows
+from .spill import SpilledRows, concat_draining
 from ..identity import joined_keys
 
 
@@ -163,17 +163,12 @@ class SignatureStore:
         self._flush()
         self._ids = _FirstArrivalIds()
 
-        def joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
-            out = np.concatenate(parts) if parts else empty
-            parts.clear()  # one copy at a time
-            return out
-
         p = self.config.num_perm
         return StoredSignatures(
             self._full,
-            joined(self._low, np.zeros((0, p), np.uint8)),
-            joined(self._bands, np.zeros((0, self.params.bands), np.uint32)),
-            joined(self._has, np.zeros(0, bool)),
+            concat_draining(self._low, np.zeros((0, p), np.uint8)),
+            concat_draining(self._bands, np.zeros((0, self.params.bands), np.uint32)),
+            concat_draining(self._has, np.zeros(0, bool)),
         )
 
 

@@ -1,4 +1,5 @@
-"""Rows of a numpy array kept in an unlinked temporary file instead of in memory."""
+"""Keeping a planner's arrays small: rows in an unlinked temporary file instead of in memory,
+and parts joined without holding two copies."""
 
 from __future__ import annotations
 
@@ -9,6 +10,22 @@ import weakref
 import numpy as np
 
 _WINDOW_ROWS = 1 << 15
+
+
+def concat_draining(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """``np.concatenate(parts)`` (``empty`` when there are none) that empties ``parts`` as it
+    copies them: memory peaks at the result plus one part, not at twice the result."""
+    if not parts:
+        return empty
+    out = np.empty((sum(len(part) for part in parts), *parts[0].shape[1:]), np.result_type(*parts))
+    start = 0
+    parts.reverse()  # pop from the end: each part is freed once copied
+    while parts:
+        part = parts.pop()
+        out[start : start + len(part)] = part
+        start += len(part)
+        del part
+    return out
 
 
 class SpilledRows:

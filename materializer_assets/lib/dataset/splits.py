@@ -87,7 +87,7 @@ import numpy as np
 
 from .lsh import LshIndex, low_bits
 from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, SignatureStore
-from .spill import SpilledRows
+from .spill import SpilledRows, concat_draining
 from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, EXCLUDED_NEAR_DUPLICATE_OF_TEST, TEST, TRAIN
 from .text import split_keys
 
@@ -197,6 +197,9 @@ PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt",
 # (full signatures always are, as they are made: see near_duplicates.SignatureStore).
 SPILL_SIGNATURES_BYTES = 16 * 2**20
 _PUBLISHED_READ_ROWS = 1 << 16
+# Rows whose texts are keyed at a time: split_keys holds ~4 copies of a slice's text at once
+# (a 4096-row batch of 2 kB prompts: ~110 MB), so the planner takes batches in slices.
+_ADD_SLICE_ROWS = 1024
 
 
 def _spill(array: np.ndarray | None) -> np.ndarray | SpilledRows | None:
@@ -233,7 +236,7 @@ class SplitPlanner:
         self._group: list[np.ndarray] = []  # int32 group ids
         self._dedup: list[np.ndarray] = []  # S16 exact-duplicate digests
         self._timestamp: list[np.ndarray] = []  # int64
-        self._text: list[np.ndarray] = []  # int64 signature ids (-1: none)
+        self._text: list[np.ndarray] = []  # int32 signature ids (-1: none)
         self._fallback = 0
         self._other_cell_test_hits = 0
         self._hasher = SignatureStore(self.config.near_duplicates) if self.config.near_duplicates else None
@@ -247,8 +250,12 @@ class SplitPlanner:
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
         if self._finished:
             raise RuntimeError("SplitPlanner.add after finish")
-        names = batch.schema.names
         n = batch.num_rows
+        if n > _ADD_SLICE_ROWS:
+            for start in range(0, n, _ADD_SLICE_ROWS):
+                self.add(batch.slice(start, _ADD_SLICE_ROWS))
+            return
+        names = batch.schema.names
         trace_ids = batch.column("trace_id").to_pylist()
         groups = batch.column(self.config.group_by).to_pylist() if self.config.group_by in names else [None] * n
         group_ids = np.empty(n, np.int32)
@@ -269,9 +276,9 @@ class SplitPlanner:
             timestamps = np.zeros(n, np.int64)
         dedup_keys, near_texts = split_keys(batch)
         if self._hasher is not None:
-            text_ids = self._hasher.add_batch(near_texts)
+            text_ids = self._hasher.add_batch(near_texts).astype(np.int32)
         else:
-            text_ids = np.full(n, -1, np.int64)
+            text_ids = np.full(n, -1, np.int32)
         self._keys.append(batch_identity_keys(batch))
         self._group.append(group_ids)
         self._dedup.append(np.array(dedup_keys, dtype="S16").reshape(-1))
@@ -280,7 +287,7 @@ class SplitPlanner:
 
     @staticmethod
     def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+        return concat_draining(parts, np.zeros(0, dtype))
 
     def finish(self) -> "SplitPlan":
         self._finished = True
@@ -288,7 +295,7 @@ class SplitPlanner:
         group = self._concat(self._group, np.int32)
         dedup = self._concat(self._dedup, "S16")
         timestamp = self._concat(self._timestamp, np.int64)
-        text = self._concat(self._text, np.int64)
+        text = self._concat(self._text, np.int32)
         self._keys = self._group = self._dedup = self._timestamp = self._text = []
         n = len(row_keys)
         order = np.argsort(row_keys, kind="stable")

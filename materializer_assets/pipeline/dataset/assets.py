@@ -156,7 +156,6 @@ def reward_dataset(
     # The erasure audit's ledger: its salt (MATERIALIZER_ERASURE_SALT, else the warehouse's
     # _erasure/salt) keys split_key and every user hash in metadata.
     ledger = erasure.ledger(parquet_io_manager.lake().root)
-    scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
     split_config = reward_settings.split_config()
     near = split_config.near_duplicates
     day, slug = split_cell_key(context.partition_key)
@@ -172,7 +171,6 @@ def reward_dataset(
             reward_config,
             split_config,
             RewardLineage(iceberg_snapshot_id=getattr(iceberg_table, "snapshot_id", None)),
-            scores=scores,
             # split_key = HMAC(erasure salt, group key): stable across runs, never the raw user id.
             key_salt=ledger.salt,
             reference=reference,
@@ -192,6 +190,9 @@ def reward_dataset(
         # Near duplicates across cells, also with cells planned at the same time (near_dup_lake.py).
         index_metadata = near_dup.plan_against_index(lake, day, slug, near, plan, planned_ids, context.log.info)
     assert builder is not None
+    # The scores are read only now, for the second pass: the first pass's near-duplicate
+    # state and the score tables (~90 MB for a million-row cell) are never in memory together.
+    builder.scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
     row_stats = InputStats()
     rows = consented_only(
         scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats, policy

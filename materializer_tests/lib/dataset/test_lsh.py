@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pytest
 
 from materializer_assets.lib.dataset.lsh import LshIndex, LshParams, agreement_needed, band_hashes, low_bits, signatures, similarity
 from materializer_assets.lib.dataset.near_duplicates import NearDuplicateConfig, SignatureStore
+from materializer_assets.lib.dataset.spill import concat_draining
 from materializer_assets.lib.dataset.splits import SplitConfig, assign_splits, plan_splits
 
 from .builders import table, trace
@@ -274,3 +277,16 @@ def test_spilled_rows_open_no_file_until_written_and_close_it_with_themselves():
         del spilled
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_concat_draining_joins_the_parts_and_lets_each_go_once_copied():
+    parts = [np.arange(i * 6, i * 6 + 6, dtype=np.uint8).reshape(3, 2) for i in range(4)]
+    expected = np.concatenate(parts)
+    kept = weakref.ref(parts[0].base if parts[0].base is not None else parts[0])
+    joined = concat_draining(parts, np.zeros((0, 2), np.uint8))
+    assert np.array_equal(joined, expected) and joined.dtype == np.uint8
+    assert parts == []  # the caller's list no longer holds them
+    gc.collect()
+    assert kept() is None
+    empty = np.zeros((0, 2), np.uint8)
+    assert concat_draining([], empty) is empty

@@ -260,6 +260,18 @@ def test_splits_are_identical_across_runs_orders_and_batchings():
     assert splits_of(streamed.apply(table(rows))) == splits_of(first)
 
 
+def test_a_batch_is_planned_in_slices_as_if_its_rows_came_in_small_batches(monkeypatch):
+    from materializer_assets.lib.dataset import splits
+
+    rows, _ = _adversarial_rows()
+    whole = plan_splits([table(rows).combine_chunks().to_batches()[0]], HALF)
+    monkeypatch.setattr(splits, "_ADD_SLICE_ROWS", 3)  # the one batch is keyed 3 rows at a time
+    sliced = plan_splits([table(rows).combine_chunks().to_batches()[0]], HALF)
+    assert splits_of(sliced.apply(table(rows))) == splits_of(whole.apply(table(rows)))
+    assert sliced.stats.as_metadata() == whole.stats.as_metadata()
+    assert sliced.stats.excluded_near_duplicate == len(QUESTIONS)
+
+
 def test_adding_rows_never_moves_a_row_between_train_and_test():
     rows, _ = _adversarial_rows()
     before, _ = assign_splits(table(rows), HALF)
