@@ -55,7 +55,7 @@ from .resources import RewardDatasetResource
 REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"
 REWARD_LAKE_DATASET = "reward-dataset"
 EXPORT_DATASETS = {name: f"exports/{name}" for name in exports.EXPORTS}
-READ_BATCH_ROWS = 4096
+READ_BATCH_ROWS = 1024  # rows of a few kB each: see lib/iceberg/reading.py
 SCORE_BATCH_ROWS = 1 << 16
 LANGFUSE_SCORE_NAME = "final_reward"
 INDEX_ID_COLUMNS = ["trace_id", "observation_id", "user_id"]
