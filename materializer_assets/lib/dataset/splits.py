@@ -214,7 +214,7 @@ class SplitPlanner:
     public split salt keys it, which hides the raw id but not from someone who
     can guess user ids.
 
-    Per row it keeps ~45 bytes in numpy arrays (a million-row cell: ~45 MB, not the
+    Per row it keeps ~48 bytes in numpy arrays (a million-row cell: ~48 MB, not the
     ~500 MB of Python objects per-row dicts and lists took), plus per distinct group
     its key, and per distinct prompt ~230 bytes: the low 8 bits of its MinHash, its
     band hashes, digest and id (the full 32-bit signature goes to a temporary file).
