@@ -296,7 +296,6 @@ class SplitPlanner:
         dedup = self._concat(self._dedup, "S16")
         timestamp = self._concat(self._timestamp, np.int64)
         text = self._concat(self._text, np.int32)
-        self._keys = self._group = self._dedup = self._timestamp = self._text = []
         n = len(row_keys)
         order = np.argsort(row_keys, kind="stable")
         sorted_keys = row_keys[order]

@@ -16,7 +16,7 @@ from .base import Cell, _snapshot_id
 from .tables import table_arrow_schema
 
 def stream_scan(scan) -> Iterator[pa.RecordBatch]:
-    """The batches of a pyiceberg ``DataScan``, one file after the other, a few thousand rows at a time.
+    """The batches of a pyiceberg ``DataScan``, one file after the other, ``READ_BATCH_ROWS`` rows at a time.
 
     ``scan.to_arrow_batch_reader()`` hands each data file to a thread pool that
     reads it whole (``list(...)`` per file task) and submits every file at once

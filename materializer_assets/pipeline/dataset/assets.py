@@ -50,12 +50,12 @@ from ..check_results import cell_check_spec, check_result
 from ..freshness import CELL_FRESHNESS
 from ..metadata import flat_numbers, published_metadata, reward_lineage, reward_numbers, row_count_metadata, same_columns
 from ...lib.dataset import near_dup_lake as near_dup
+from ...lib.iceberg.reading import READ_BATCH_ROWS  # rows of a few kB each: the batches a cell is decoded in
 from .resources import RewardDatasetResource
 
 REWARD_TABLE = os.environ.get("MATERIALIZER_REWARD_TABLE", "").strip() or "training_data.reward_dataset"
 REWARD_LAKE_DATASET = "reward-dataset"
 EXPORT_DATASETS = {name: f"exports/{name}" for name in exports.EXPORTS}
-READ_BATCH_ROWS = 1024  # rows of a few kB each: see lib/iceberg/reading.py
 SCORE_BATCH_ROWS = 1 << 16
 LANGFUSE_SCORE_NAME = "final_reward"
 INDEX_ID_COLUMNS = ["trace_id", "observation_id", "user_id"]
