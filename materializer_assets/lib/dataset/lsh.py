@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .spill import SpilledRows, band_column
+
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -72,6 +74,9 @@ class LshParams:
 
 
 _BAND_CHUNK_ROWS = 1 << 14
+# Queries verified at a time: their signatures and those of the references they meet (at most
+# `cap` each per band) are gathered once per block (~4 MB of queries, at most ~32 MB of references).
+_VERIFY_BLOCK_QUERIES = 1 << 15
 _CHUNK_BYTES = 1 << 19  # work in pieces that stay in cache (3× faster per byte than 16 MB pieces)
 
 
@@ -207,9 +212,17 @@ class LshIndex:
     """Reference signatures bucketed by band, each bucket capped at ``params.cap`` members.
 
     A band's buckets are sorted when :meth:`match` reaches that band and dropped after it: the
-    index holds one band's buckets at a time (12 bytes per reference row), not all of them."""
+    index holds one band's buckets at a time (12 bytes per reference row), not all of them.
+    Signatures and band hashes may be arrays or :class:`~.spill.SpilledRows` on disk (the
+    planner's own, which it never holds in memory)."""
 
-    def __init__(self, sig: np.ndarray, bands: np.ndarray, params: LshParams, rows: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        sig: np.ndarray | SpilledRows,
+        bands: np.ndarray | SpilledRows,
+        params: LshParams,
+        rows: np.ndarray | None = None,
+    ) -> None:
         """``rows``: only these rows of ``sig``/``bands`` are references (no copy of the signatures);
         :meth:`match` still answers with indices into ``sig``."""
         self.params = params
@@ -224,10 +237,7 @@ class LshIndex:
     def _buckets(self, band: int) -> tuple[np.ndarray, np.ndarray]:
         """``(sorted band hashes, member row of each)`` of one band, the first ``cap`` members of each bucket."""
         rows = self._rows
-        if rows is None:
-            keys = self._bands[:, band] if len(self._bands) else np.zeros(0, np.uint32)
-        else:
-            keys = self._bands[rows, band] if len(rows) else np.zeros(0, np.uint32)
+        keys = band_column(self._bands, band, rows)
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         # rank of each member within its bucket; keep the first `cap`
@@ -239,7 +249,12 @@ class LshIndex:
         return sorted_keys[keep], members
 
     def match(
-        self, sig: np.ndarray, bands: np.ndarray, threshold: float, rows: np.ndarray | None = None, chunk: int = 1 << 20
+        self,
+        sig: np.ndarray | SpilledRows,
+        bands: np.ndarray | SpilledRows,
+        threshold: float,
+        rows: np.ndarray | None = None,
+        chunk: int = 1 << 20,
     ) -> np.ndarray:
         """For each query row (of ``sig``, or only ``rows`` of it: no copy), the index of one
         reference row at least ``threshold`` similar, else -1."""
@@ -257,23 +272,36 @@ class LshIndex:
             if len(pending) == 0:
                 break
             keys, members = self._buckets(band)
-            q = bands[rows[pending], band]
+            q = band_column(bands, band, rows[pending])
             lo = np.searchsorted(keys, q, "left")
-            hi = np.searchsorted(keys, q, "right")
-            counts = hi - lo
+            counts = np.searchsorted(keys, q, "right") - lo
             hit = counts > 0
-            if not hit.any():
-                continue
             pending, lo, counts = pending[hit], lo[hit], counts[hit]
-            query = np.repeat(pending, counts)
-            offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-            ref = members[np.arange(len(query)) + offsets]
-            for s in range(0, len(query), chunk // max(1, self.params.num_perm) or 1):
-                e = s + (chunk // max(1, self.params.num_perm) or 1)
-                qs, rs = query[s:e], ref[s:e]
-                ok = similarity(sig[rows[qs]], self.sig[rs]) >= needed
-                qs, rs = qs[ok], rs[ok]
-                # first verified reference per query (keep an earlier band's answer)
-                fresh = found[qs] < 0
-                found[qs[fresh][::-1]] = rs[fresh][::-1]
+            # a block of queries at a time: their pairs, and the signatures verification compares
+            for start in range(0, len(pending), _VERIFY_BLOCK_QUERIES):
+                block = slice(start, start + _VERIFY_BLOCK_QUERIES)
+                block_counts = counts[block]
+                query = np.repeat(pending[block], block_counts)
+                offsets = np.repeat(lo[block] - np.concatenate(([0], np.cumsum(block_counts)[:-1])), block_counts)
+                ref = members[np.arange(len(query)) + offsets]
+                self._verify(found, query, ref, sig, rows, needed, chunk)
         return found
+
+    def _verify(self, found, query, ref, sig, rows, needed: float, chunk: int) -> None:
+        """Set ``found[q]`` to the first ``ref`` of each query ``q`` whose signatures are at least
+        ``needed`` alike (pairs in order; a query already found keeps its answer). The signatures
+        of the queries and of the distinct references they meet are read once (they may be on
+        disk: :class:`~.spill.SpilledRows`) and compared ``chunk`` bytes of pairs at a time."""
+        queries, query_at = np.unique(query, return_inverse=True)
+        refs, ref_at = np.unique(ref, return_inverse=True)
+        query_sig = sig[rows[queries]]
+        ref_sig = self.sig[refs]
+        ok = np.empty(len(query), bool)
+        pairs_per_chunk = max(1, chunk // max(1, self.params.num_perm))
+        for s in range(0, len(query), pairs_per_chunk):
+            e = s + pairs_per_chunk
+            ok[s:e] = similarity(query_sig[query_at[s:e]], ref_sig[ref_at[s:e]]) >= needed
+        qs, rs = query[ok], ref[ok]
+        # first verified reference per query (keep an earlier band's answer)
+        fresh = found[qs] < 0
+        found[qs[fresh][::-1]] = rs[fresh][::-1]

@@ -102,10 +102,11 @@ class _FirstArrivalIds:
 class StoredSignatures:
     """What :meth:`SignatureStore.finish` returns, one row per text id."""
 
-    full: SpilledRows  # uint32 [ids, num_perm]: in a temporary file (what the persisted index holds)
-    low: np.ndarray  # uint8 [ids, num_perm]: the low bits, in memory (what verification compares)
-    bands: np.ndarray  # uint32 [ids, bands]: LSH band hashes of the full signatures
-    has: np.ndarray  # bool [ids]: False for a text with no shingle
+    # Each in a temporary file of its own, read back a block of rows or a band at a time.
+    full: SpilledRows  # uint32 [ids, num_perm]: what the persisted index holds
+    low: SpilledRows  # uint8 [ids, num_perm]: the low bits (what verification compares)
+    bands: SpilledRows  # uint32 [ids, bands]: LSH band hashes of the full signatures
+    has: np.ndarray  # bool [ids]: False for a text with no shingle (in memory)
 
 
 class SignatureStore:
@@ -113,9 +114,10 @@ class SignatureStore:
 
     :meth:`add_batch` returns each text's id (-1 for an empty text); :meth:`finish`
     returns :class:`StoredSignatures`. Only the pending chunk of texts is held, never all
-    of them; distinct texts are known by a 16-byte digest; full signatures go to a
-    temporary file as they are made, and memory keeps ~230 bytes per distinct text
-    (low bits, band hashes, digest and id) instead of ~700.
+    of them; distinct texts are known by a 16-byte digest; signatures, their low bits and
+    band hashes go to temporary files as they are made, so memory keeps ~25 bytes per
+    distinct text (digest, id and a flag) where it kept ~230 with the low bits and band
+    hashes in memory, and ~700 before that.
     """
 
     def __init__(self, config: NearDuplicateConfig, chunk: int = 8192) -> None:
@@ -126,8 +128,8 @@ class SignatureStore:
         self._pending: list[pa.Array] = []  # distinct texts not hashed yet
         self._pending_rows = 0
         self._full = SpilledRows(dtype=np.uint32, row_shape=(config.num_perm,))
-        self._low: list[np.ndarray] = []
-        self._bands: list[np.ndarray] = []
+        self._low = SpilledRows(dtype=np.uint8, row_shape=(config.num_perm,))
+        self._bands = SpilledRows(dtype=np.uint32, row_shape=(self.params.bands,))
         self._has: list[np.ndarray] = []
 
     def add_batch(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
@@ -163,13 +165,7 @@ class SignatureStore:
         self._flush()
         self._ids = _FirstArrivalIds()
 
-        p = self.config.num_perm
-        return StoredSignatures(
-            self._full,
-            concat_draining(self._low, np.zeros((0, p), np.uint8)),
-            concat_draining(self._bands, np.zeros((0, self.params.bands), np.uint32)),
-            concat_draining(self._has, np.zeros(0, bool)),
-        )
+        return StoredSignatures(self._full, self._low, self._bands, concat_draining(self._has, np.zeros(0, bool)))
 
 
 @dataclass(frozen=True)

@@ -75,15 +75,44 @@ class SpilledRows:
         data = os.pread(self._fd(), (stop - start) * self._row_bytes, start * self._row_bytes)
         return np.frombuffer(data, self.dtype).reshape((stop - start, *self._row_shape))
 
-    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+    def _gather(self, ids: np.ndarray, column: int | None) -> np.ndarray:
+        """Rows ``ids`` (or only their ``column``), reading each window of rows that holds one of
+        them once, from its start to the last id wanted there."""
         ids = np.asarray(ids, np.int64)
-        out = np.empty((len(ids), *self._row_shape), self.dtype)
+        shape = (len(ids),) if column is not None else (len(ids), *self._row_shape)
+        out = np.empty(shape, self.dtype)
         if not len(ids):
             return out
-        windows = ids // _WINDOW_ROWS
-        for window in np.unique(windows).tolist():
-            start = window * _WINDOW_ROWS
-            chosen = np.flatnonzero(windows == window)
-            wanted = ids[chosen] - start
-            out[chosen] = self._read(start, start + int(wanted.max()) + 1)[wanted]
+        order = np.argsort(ids, kind="stable")
+        ordered = ids[order]
+        windows = ordered // _WINDOW_ROWS
+        cuts = np.flatnonzero(windows[1:] != windows[:-1]) + 1
+        for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), len(ids)]):
+            start = int(windows[lo]) * _WINDOW_ROWS
+            wanted = ordered[lo:hi] - start
+            rows = self._read(start, start + int(wanted[-1]) + 1)
+            out[order[lo:hi]] = rows[wanted] if column is None else rows[wanted, column]
         return out
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        return self._gather(ids, None)
+
+    def column(self, column: int, ids: np.ndarray | None = None) -> np.ndarray:
+        """``rows[:, column]`` (or ``rows[ids, column]``) of a 2-D store, a window at a time: one
+        column of the file in memory, never the whole file."""
+        if ids is not None:
+            return self._gather(ids, column)
+        out = np.empty(self._rows, self.dtype)
+        for start in range(0, self._rows, _WINDOW_ROWS):
+            stop = min(start + _WINDOW_ROWS, self._rows)
+            out[start:stop] = self._read(start, stop)[:, column]
+        return out
+
+
+def band_column(bands: "np.ndarray | SpilledRows", band: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """``bands[rows, band]`` (every row when ``rows`` is None) of an array in memory or on disk."""
+    if (rows is not None and not len(rows)) or not len(bands):
+        return np.zeros(0, bands.dtype)
+    if isinstance(bands, SpilledRows):
+        return bands.column(band, rows)
+    return bands[:, band] if rows is None else bands[rows, band]

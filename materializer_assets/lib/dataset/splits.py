@@ -56,12 +56,14 @@ turns, tool results; system prompts ignored — see :mod:`.text`) with MinHash
 (vectorized in :mod:`.lsh`, default Jaccard ≥ 0.7 on byte 5-grams).
 
 **Streaming.** :class:`SplitPlanner` reads the cell once, batch by batch,
-keeping per row only a 16-byte id, its group, a 16-byte duplicate key and a
-timestamp, and per distinct prompt the low 8 bits of each MinHash bin and its
-LSH band hashes; :class:`SplitPlan` then assigns splits to the batches of a
-second pass. The full 32-bit signatures (what the cross-cell index stores) go
-to an unlinked temporary file as they are made (:class:`SpilledRows`) and are
-read back a batch's rows at a time.
+keeping in memory per row only a 16-byte id, its group, a 16-byte duplicate
+key and a timestamp, and per distinct prompt a 16-byte digest and its id;
+:class:`SplitPlan` then assigns splits to the batches of a second pass. Each
+distinct prompt's MinHash signature, the low 8 bits of its bins and its LSH
+band hashes go to unlinked temporary files as they are made
+(:class:`SpilledRows`): matching reads one band's hashes at a time and the
+low bits of a block of candidate pairs at a time, and the cross-cell index
+reads the full signatures back a batch's rows at a time.
 
 **Low bits.** Verification compares 8-bit bins (b-bit minwise hashing, Li &
 König 2010): bins whose minima differ still agree with probability 1/256, so a
@@ -193,17 +195,10 @@ class SplitStats:
 PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt", "response")
 
 
-# Band-hash arrays larger than this are spilled to a temporary file once the plan is made
-# (full signatures always are, as they are made: see near_duplicates.SignatureStore).
-SPILL_SIGNATURES_BYTES = 16 * 2**20
 _PUBLISHED_READ_ROWS = 1 << 16
 # Rows whose texts are keyed at a time: split_keys holds ~4 copies of a slice's text at once
 # (a 4096-row batch of 2 kB prompts: ~110 MB), so the planner takes batches in slices.
 _ADD_SLICE_ROWS = 1024
-
-
-def _spill(array: np.ndarray | None) -> np.ndarray | SpilledRows | None:
-    return SpilledRows(array) if array is not None and array.nbytes > SPILL_SIGNATURES_BYTES else array
 
 
 class SplitPlanner:
@@ -216,8 +211,8 @@ class SplitPlanner:
 
     Per row it keeps ~48 bytes in numpy arrays (a million-row cell: ~48 MB, not the
     ~500 MB of Python objects per-row dicts and lists took), plus per distinct group
-    its key, and per distinct prompt ~230 bytes: the low 8 bits of its MinHash, its
-    band hashes, digest and id (the full 32-bit signature goes to a temporary file).
+    its key, and per distinct prompt ~25 bytes: its digest, id and a flag (its MinHash
+    signature, low bits and band hashes go to temporary files).
     """
 
     def __init__(
@@ -337,7 +332,7 @@ class SplitPlanner:
             stats,
             published,
             signatures if published is not None else None,
-            _spill(bands) if published is not None else None,
+            bands if published is not None else None,
         )
         self._signatures = None
         # Free the first pass's state.
@@ -410,7 +405,7 @@ class SplitPlan:
         stats: SplitStats,
         published: np.ndarray | None = None,
         signatures: SpilledRows | None = None,
-        bands: np.ndarray | None = None,
+        bands: SpilledRows | None = None,
     ) -> None:
         self.config = config
         self._keys = keys  # sorted S16

@@ -156,26 +156,63 @@ def test_lsh_bands_and_rows_are_the_ones_datasketch_chose():
     assert {key: _lsh_params(*key) for key in expected} == expected
 
 
-def test_spilled_signatures_read_back_what_was_kept(monkeypatch):
-    """Past the second pass a large plan keeps its signatures in a temporary file: the rows it
-    reads back (any ids, dense or sparse, in any order) equal the in-memory ones."""
+def test_spilled_signatures_read_back_what_was_kept():
+    """The planner's signatures live in temporary files: the rows and band columns read back
+    (any ids, dense or sparse, in any order, across windows) equal the in-memory ones."""
     from materializer_assets.lib.dataset import splits
+    from materializer_assets.lib.dataset.spill import band_column
 
     rng = np.random.default_rng(5)
     array = rng.integers(0, 2**32, size=(100_000, 8), dtype=np.uint64).astype(np.uint32)
     spilled = splits.SpilledRows(array)
     for ids in (np.arange(0), np.array([99_999, 0, 5]), rng.integers(0, 100_000, 50), np.arange(40_000, 70_000)):
         assert (spilled[ids] == array[ids]).all()
+        assert (band_column(spilled, 3, ids) == array[ids, 3]).all()
+    assert (band_column(spilled, 7) == array[:, 7]).all()
 
     config = SplitConfig(test_fraction=0.5)
     day = table(_cell("a", users("train", 30, config), users("test", 30, config), QUESTIONS, "train", UNRELATED[:2]))
-    in_memory = plan_splits([day], config)
-    monkeypatch.setattr(splits, "SPILL_SIGNATURES_BYTES", 0)
-    on_disk = plan_splits([day], config)
-    assert isinstance(on_disk._signatures, splits.SpilledRows)
-    assert on_disk.index_rows(day).equals(in_memory.index_rows(day))
-    assert (on_disk.published.train_sig == in_memory.published.train_sig).all()
-    assert (on_disk.published.test_bands == in_memory.published.test_bands).all()
+    plan = plan_splits([day], config)
+    assert isinstance(plan._signatures, splits.SpilledRows) and isinstance(plan._bands, splits.SpilledRows)
+    rows = plan.index_rows(day)
+    sig = np.stack(rows.column("signature").to_numpy(zero_copy_only=False)).astype(np.uint32)
+    is_test = np.asarray(rows.column("split").to_pylist()) == "test"
+    published = plan.published
+    # the same distinct signatures, low bits and band hashes as computed in memory from the index rows
+    for role, mask in (("train", ~is_test), ("test", is_test)):
+        want = np.unique(sig[mask], axis=0)
+        got_low = getattr(published, f"{role}_sig")
+        assert len(got_low) == len(want) and set(map(bytes, got_low)) == set(map(bytes, low_bits(want)))
+        got_bands = getattr(published, f"{role}_bands")
+        assert set(map(bytes, got_bands)) == set(map(bytes, band_hashes(want, PARAMS)))
+
+
+def test_an_index_on_disk_matches_as_one_in_memory(monkeypatch):
+    """Matching with signatures and band hashes in temporary files (as the planner keeps them),
+    verified a few queries at a time, finds exactly what the in-memory index finds."""
+    from materializer_assets.lib.dataset import lsh
+    from materializer_assets.lib.dataset.spill import SpilledRows
+
+    rng = random.Random(3)
+    base = [" ".join(words(50, seed)) for seed in range(60)]
+    texts = []
+    for text in base * 3:  # each base text and two edited copies: near duplicates across halves
+        tokens = text.split()
+        for i in rng.sample(range(len(tokens)), rng.randint(0, 12)):
+            tokens[i] = "y" + tokens[i]
+        texts.append(" ".join(tokens))
+    rng.shuffle(texts)
+    sig, _ = signatures(texts, PARAMS)
+    low, bands = low_bits(sig), band_hashes(sig, PARAMS)
+    references, queries = np.arange(0, len(texts), 2), np.arange(1, len(texts), 2)
+    in_memory = LshIndex(low, bands, PARAMS, rows=references).match(low, bands, 0.7, rows=queries)
+    assert (in_memory >= 0).sum() > 20 and (in_memory < 0).any()
+    monkeypatch.setattr(lsh, "_VERIFY_BLOCK_QUERIES", 4)
+    low_on_disk, bands_on_disk = SpilledRows(low), SpilledRows(bands)
+    on_disk = LshIndex(low_on_disk, bands_on_disk, PARAMS, rows=references).match(low_on_disk, bands_on_disk, 0.7, rows=queries)
+    assert on_disk.tolist() == in_memory.tolist()
+    mixed = LshIndex(low[references], bands[references], PARAMS).match(low_on_disk, bands_on_disk, 0.7, rows=queries)
+    assert (np.where(mixed >= 0, references[np.maximum(mixed, 0)], -1) == in_memory).all()
 
 
 def test_the_signature_store_numbers_distinct_texts_in_order_of_arrival():
@@ -199,8 +236,11 @@ def test_the_signature_store_numbers_distinct_texts_in_order_of_arrival():
     stored = store.finish()
     want_sig, want_has = signatures(distinct, config.lsh_params())
     assert np.array_equal(stored.full[np.arange(len(distinct))], want_sig) and np.array_equal(stored.has, want_has)
-    assert np.array_equal(stored.low, (want_sig & 0xFF).astype(np.uint8))
-    assert np.array_equal(stored.bands, band_hashes(want_sig, config.lsh_params()))
+    every = np.arange(len(distinct))
+    assert np.array_equal(stored.low[every], (want_sig & 0xFF).astype(np.uint8))
+    assert np.array_equal(stored.bands[every], band_hashes(want_sig, config.lsh_params()))
+    for band in (0, 3):
+        assert np.array_equal(stored.bands.column(band), band_hashes(want_sig, config.lsh_params())[:, band])
 
 
 def test_the_signature_store_cuts_texts_by_code_points_as_python_does():
