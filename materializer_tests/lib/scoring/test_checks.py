@@ -94,6 +94,13 @@ def test_every_trace_scored_fails_on_missing_extra_and_duplicate_rows(tmp_path):
     outcome = checks.check_every_trace_scored(_ids("a"), twice)
     assert not outcome.passed and outcome.metadata["duplicates"] == 1
 
+    # an unknown row twice is one extra row and one duplicate; examples name each extra key once
+    _, mixed = _publish(tmp_path / "mixed", _judge_rows([("a", 0.1, "ok"), ("b", 0.2, "ok"), ("b", 0.2, "ok"), ("c", 0.3, "ok")]))
+    outcome = checks.check_every_trace_scored(_ids("a", "d"), mixed)
+    assert outcome.metadata | {"consented_traces": 0} == {
+        "consented_traces": 0, "missing": 1, "extra": 2, "duplicates": 1, "extra_examples": "b/None, c/None"
+    }
+
 
 def test_non_ok_share_fails_above_the_threshold_and_ignores_rows_never_asked(tmp_path):
     rows = [("a", 0.1, "ok"), ("b", None, "error"), ("c", None, "not_applicable"), ("d", 0.9, "ok")]
