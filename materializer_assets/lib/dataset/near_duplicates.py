@@ -120,7 +120,7 @@ class SignatureStore:
     hashes in memory, and ~700 before that.
     """
 
-    def __init__(self, config: NearDuplicateConfig, chunk: int = 8192) -> None:
+    def __init__(self, config: NearDuplicateConfig, chunk: int = 2048) -> None:
         self.config = config
         self.params = config.lsh_params()
         self.chunk = chunk
