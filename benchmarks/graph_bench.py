@@ -148,13 +148,19 @@ def _child_main(argv) -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--day", required=True, type=date.fromisoformat)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--code", default=common.REPO_ROOT, type=Path)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(args.code))
+    import materializer_assets
+
+    if not Path(materializer_assets.__file__).resolve().is_relative_to(args.code.resolve()):
+        raise SystemExit(f"materializer_assets came from {materializer_assets.__file__}, not from {args.code}")
     result = run_graph(args.url, args.day, args.out)
     result["bytes_written"] = sum(p.stat().st_size for p in args.out.rglob("*.parquet"))
     print(common.RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def measure_graph(url: str, day: date, judge_env: dict | None) -> common.Measurement:
+def measure_graph(url: str, day: date, judge_env: dict | None, code: Path = common.REPO_ROOT) -> common.Measurement:
     out_dir = Path(tempfile.mkdtemp(prefix="graph-bench-"))
     home = out_dir / "dagster_home"
     home.mkdir()
@@ -167,10 +173,12 @@ def measure_graph(url: str, day: date, judge_env: dict | None) -> common.Measure
             "MATERIALIZER_WAREHOUSE": str(out_dir / "warehouse"),
             "MATERIALIZER_START_DATE": "2026-01-01",
             **(judge_env or {}),
+            # the code measured (--code), also for the processes a run starts
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH", "")])),
         }
     )
     command = [sys.executable, str(Path(__file__).resolve()), "child", "--url", url, "--day", day.isoformat(),
-               "--out", str(out_dir)]
+               "--out", str(out_dir), "--code", str(code)]
     try:
         return common.measure_command("graph+judge" if judge_env else "graph", command, env, cwd=out_dir)
     finally:
@@ -246,7 +254,7 @@ def _run(args: argparse.Namespace) -> int:
                     if label == "baseline":
                         m = common.measure("baseline", url, day)
                     else:
-                        m = measure_graph(url, day, judge.env if label == "graph+judge" else None)
+                        m = measure_graph(url, day, judge.env if label == "graph+judge" else None, args.code)
                     if label not in results[size] or m.seconds < results[size][label].seconds:
                         results[size][label] = m
                     print("  " + common.describe(m, day_rows), flush=True)

@@ -11,7 +11,7 @@
 - :mod:`.pairs_erasure` — GDPR erasure of the DPO pairs (two trace ids per row)
 """
 
-from .build import RewardDatasetBuilder, RewardLineage, ScoreLookup, build_reward_table, reward_batch
+from .build import RewardDatasetBuilder, RewardLineage, ScoreLookup, ScoresInCellOrder, build_reward_table, reward_batch
 from .near_duplicates import NearDuplicateConfig
 from .pairs import PAIRS_SCHEMA, PairConfig, PairStats, build_pairs
 from .rewards import (
@@ -47,6 +47,7 @@ __all__ = [
     "RewardSummary",
     "RewardWeights",
     "ScoreLookup",
+    "ScoresInCellOrder",
     "SplitConfig",
     "SplitPlan",
     "SplitPlanner",

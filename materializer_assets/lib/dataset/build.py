@@ -25,7 +25,7 @@ before anything is yielded for its batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -111,24 +111,150 @@ class ScoreLookup:
         if not self._tables:
             return table
         keys = _key_digests(table)
-        for scores, digests, order in self._tables:
-            # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
-            # columns of the trace side; a key without a score row takes nulls.
-            if len(digests):
-                at = np.minimum(np.searchsorted(digests, keys), len(digests) - 1)
-                found = digests[at] == keys
-                positions = pa.array(np.where(found, order[at], 0), pa.int64(), mask=~found)
-            else:
-                positions = pa.nulls(len(keys), pa.int64())
-            picked = scores.take(positions)
-            for name in picked.column_names:
-                if name in table.column_names:
-                    table = table.drop_columns([name])
-                column = picked.column(name)
-                if pa.types.is_dictionary(column.type):
-                    column = column.cast(column.type.value_type)
-                table = table.append_column(name, column)
+        for prepared in self._tables:
+            table = _append_scores(table, _look_up(prepared, keys))
         return table
+
+
+def _look_up(prepared: tuple[pa.Table, np.ndarray, np.ndarray], keys: np.ndarray) -> pa.Table:
+    """The score rows of ``keys`` (nulls for a key without one), in the order of ``keys``."""
+    scores, digests, order = prepared
+    # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
+    # columns of the trace side; a key without a score row takes nulls.
+    if len(digests):
+        at = np.minimum(np.searchsorted(digests, keys), len(digests) - 1)
+        found = digests[at] == keys
+        positions = pa.array(np.where(found, order[at], 0), pa.int64(), mask=~found)
+    else:
+        positions = pa.nulls(len(keys), pa.int64())
+    return scores.take(positions)
+
+
+def _append_scores(table: pa.Table, picked: pa.Table) -> pa.Table:
+    for name in picked.column_names:
+        if name in table.column_names:
+            table = table.drop_columns([name])
+        column = picked.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        table = table.append_column(name, column)
+    return table
+
+
+class _ScoresInStep:
+    """One score cell read alongside the trace batches: the rows of a batch are the next rows of
+    the score cell (a scorer writes its cell in the order it reads the table) when their keys are
+    the batch's keys, in order. At the first batch where they are not (rows filtered since
+    scoring, a cell written in another order), the rest is looked up by key as
+    :class:`ScoreLookup` does, from a fresh read of the cell."""
+
+    def __init__(self, open_scores: Callable[[], pa.RecordBatchReader | None], columns: dict[str, str], name: str) -> None:
+        self._open = open_scores
+        self._columns = columns
+        self._name = name
+        self._reader: Iterator[pa.RecordBatch] | None = None
+        self._ahead: list[pa.RecordBatch] = []  # read, not yet matched
+        self._ahead_rows = 0
+        self._lookup: tuple[pa.Table, np.ndarray, np.ndarray] | None = None
+        self._absent = False  # the cell has no score file
+        self.by_key = False  # True once the rest is looked up by key
+
+    def _next_rows(self, n: int) -> pa.Table | None:
+        if self._reader is None:
+            reader = self._open()
+            if reader is None:
+                self._absent = True
+                return None
+            self._check_columns(reader.schema)
+            self._reader = iter(reader)
+        while self._ahead_rows < n:
+            batch = next(self._reader, None)
+            if batch is None:
+                break
+            self._ahead.append(batch)
+            self._ahead_rows += batch.num_rows
+        if not self._ahead:
+            return None
+        rows = pa.Table.from_batches(self._ahead)
+        taken, rest = rows.slice(0, n), rows.slice(n)
+        self._ahead = rest.to_batches() if rest.num_rows else []
+        self._ahead_rows = rest.num_rows
+        return taken
+
+    def _check_columns(self, schema: pa.Schema) -> None:
+        missing = [c for c in (*SCORE_KEY_COLUMNS, *self._columns) if c not in schema.names]
+        if missing:
+            raise ValueError(f"{self._name} scores lack columns {missing}")
+
+    def scores_for(self, keys: np.ndarray) -> pa.Table | None:
+        """The score columns of the rows with ``keys`` (None when the cell has no score file)."""
+        if self._absent:
+            return None
+        if not self.by_key:
+            rows = self._next_rows(len(keys))
+            if rows is not None and rows.num_rows == len(keys) and (_key_digests(rows) == keys).all():
+                return rows.select(list(self._columns)).rename_columns([self._columns[c] for c in self._columns])
+            if self._absent:
+                return None
+            self._switch_to_lookup()
+        assert self._lookup is not None
+        return _look_up(self._lookup, keys)
+
+    def _switch_to_lookup(self) -> None:
+        self.by_key = True
+        self._reader, self._ahead, self._ahead_rows = None, [], 0
+        self._lookup = _prepare(self._open(), self._columns, self._name)
+        if self._lookup is None:  # the cell is gone since: no score for any row
+            self._lookup = (pa.table({}), np.zeros(0, "S16"), np.zeros(0, np.int64))
+
+    def finish(self) -> None:
+        """Score rows left once every trace is matched are for unknown traces (unused, as by key) or
+        duplicates: the whole cell is then checked as :class:`ScoreLookup` checks it."""
+        if self.by_key or self._reader is None:
+            return
+        if self._ahead_rows or next(self._reader, None) is not None:
+            self._reader, self._ahead = None, []
+            _prepare(self._open(), self._columns, self._name)  # raises DuplicateScoreRows
+
+
+class ScoresInCellOrder:
+    """:class:`ScoreLookup`'s join, holding a batch of score rows instead of a whole cell's keys and
+    scores (~90 MB for a million rows) when the score cells are in the order the trace cell is
+    read, as the scoring assets write them; by key otherwise (see :class:`_ScoresInStep`).
+
+    ``judge`` and ``ragas`` open a fresh read of their cell (None: no score file), once for the
+    stream and again if a lookup by key is needed. :meth:`finish` after the last batch raises
+    :class:`DuplicateScoreRows` where :class:`ScoreLookup` would."""
+
+    def __init__(
+        self,
+        judge: Callable[[], pa.RecordBatchReader | None] | None = None,
+        ragas: Callable[[], pa.RecordBatchReader | None] | None = None,
+    ) -> None:
+        self._sides = [
+            _ScoresInStep(open_scores, columns, name)
+            for open_scores, columns, name in ((judge, JUDGE_COLUMNS, "judge"), (ragas, RAGAS_COLUMNS, "ragas"))
+            if open_scores is not None
+        ]
+
+    @property
+    def joined_by_key(self) -> list[str]:
+        return [side._name for side in self._sides if side.by_key]
+
+    def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if not self._sides:
+            return table
+        keys = _key_digests(table)
+        for side in self._sides:
+            picked = side.scores_for(keys)
+            if picked is not None:
+                table = _append_scores(table, picked)
+        return table
+
+    def finish(self) -> None:
+        for side in self._sides:
+            side.finish()
 
 
 @dataclass(frozen=True)
@@ -191,7 +317,7 @@ class RewardDatasetBuilder:
         reward_config: RewardConfig | None = None,
         split_config: SplitConfig | None = None,
         lineage: RewardLineage | None = None,
-        scores: ScoreLookup | None = None,
+        scores: ScoreLookup | ScoresInCellOrder | None = None,
         summary: RewardSummary | None = None,
         key_salt: bytes | str | None = None,
         reference: "NearDuplicateReference | None" = None,
@@ -229,6 +355,9 @@ class RewardDatasetBuilder:
             out = reward_batch(batch, config=self.reward_config, plan=self._plan, lineage=self.lineage)
             self.summary.add(out)
             yield out
+        finish = getattr(self.scores, "finish", None)
+        if finish is not None:
+            finish()  # score rows no trace took: duplicates raise before the cell is committed
 
     @property
     def split_plan(self) -> SplitPlan | None:

@@ -35,7 +35,7 @@ import pyarrow.dataset as ds
 
 from ...lib import checks as base_checks
 from ...lib.cells import split_cell_key
-from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLineage, ScoreLookup, build_pairs
+from ...lib.dataset import REWARD_DATASET_SCHEMA, RewardDatasetBuilder, RewardLineage, ScoresInCellOrder, build_pairs
 from ...lib.dataset import checks as dataset_checks
 from ...lib.dataset import exports
 from ...lib.dataset.build import JUDGE_COLUMNS, RAGAS_COLUMNS, SCORE_KEY_COLUMNS
@@ -190,9 +190,11 @@ def reward_dataset(
         # Near duplicates across cells, also with cells planned at the same time (near_dup_lake.py).
         index_metadata = near_dup.plan_against_index(lake, day, slug, near, plan, planned_ids, context.log.info)
     assert builder is not None
-    # The scores are read only now, for the second pass: the first pass's near-duplicate
-    # state and the score tables (~90 MB for a million-row cell) are never in memory together.
-    builder.scores = ScoreLookup(judge=_score_table(judge_scores, JUDGE_COLUMNS), ragas=_score_table(ragas_scores, RAGAS_COLUMNS))
+    # The score cells are read alongside the second pass, in the order the scorers wrote them (the
+    # order of this scan), a batch at a time: looked up by key only where that order does not hold.
+    builder.scores = ScoresInCellOrder(
+        judge=lambda: _score_table(judge_scores, JUDGE_COLUMNS), ragas=lambda: _score_table(ragas_scores, RAGAS_COLUMNS)
+    )
     row_stats = InputStats()
     rows = consented_only(
         scan_batches(iceberg_table, list(iceberg_table.schema.names), READ_BATCH_ROWS), row_stats, policy
@@ -208,6 +210,8 @@ def reward_dataset(
                 "iceberg_snapshot_id": getattr(iceberg_table, "snapshot_id", None),
                 "upstream_rows": row_stats.rows_read,
                 "rows_skipped_without_consent": row_stats.rows_without_consent,
+                # scorers whose cell was not in this scan's order (joined by key: the whole cell in memory)
+                "scores_joined_by_key": ", ".join(builder.scores.joined_by_key) or "none",
                 **reward_numbers(published),
                 **published_metadata(
                     published,

@@ -16,6 +16,7 @@ from materializer_assets.lib.dataset.build import (
     RewardDatasetBuilder,
     RewardLineage,
     ScoreLookup,
+    ScoresInCellOrder,
     build_reward_table,
 )
 from materializer_assets.lib.dataset.checks import (
@@ -169,6 +170,58 @@ def test_duplicate_score_rows_are_a_named_error(traces):
     judge = judge_rows(traces, {"t-0": (0.9, "ok")})
     with pytest.raises(DuplicateScoreRows):
         ScoreLookup(judge=pa.concat_tables([judge, judge]))
+
+
+def _opener(scores: pa.Table | None, opened: list | None = None):
+    """What the asset passes: a fresh read of the score cell, a batch of 2 rows at a time."""
+
+    def open_scores():
+        if opened is not None:
+            opened.append(1)
+        return None if scores is None else pa.RecordBatchReader.from_batches(scores.schema, scores.to_batches(max_chunksize=2))
+
+    return open_scores
+
+
+def _streamed(traces: pa.Table, scores) -> tuple[list[dict], RewardDatasetBuilder]:
+    builder = RewardDatasetBuilder(scores=scores)
+    builder.plan(traces.select(builder.plan_columns).to_batches(max_chunksize=3))
+    rows = pa.Table.from_batches(list(builder.batches(traces.to_batches(max_chunksize=3))), schema=REWARD_DATASET_SCHEMA)
+    return rows.to_pylist(), builder
+
+
+def test_scores_in_the_cell_order_are_joined_in_step_and_otherwise_by_key(traces):
+    judge = judge_rows(traces, {f"t-{i}": (i / 5, "ok" if i != 2 else "error") for i in range(6)})
+    ragas = ragas_rows(traces, {f"t-{i}": (0.5, "ok") for i in range(6)})
+    expected, _ = _streamed(traces, ScoreLookup(judge=judge, ragas=ragas))
+    assert {row["judge_status"] for row in expected} == {"ok", "error"}
+
+    # as the scorers write them: the order of the trace cell; each cell is read once
+    opened: list = []
+    in_order, builder = _streamed(traces, ScoresInCellOrder(judge=_opener(judge, opened), ragas=_opener(ragas, opened)))
+    assert in_order == expected and builder.scores.joined_by_key == [] and len(opened) == 2
+
+    # another order, a missing row, or rows for unknown traces: the rest is joined by key
+    shuffled = judge.take(pa.array([5, 4, 3, 2, 1, 0]))
+    extra = pa.concat_tables([judge, judge_rows(table([trace("t-unknown")]), {"t-unknown": (0.3, "ok")})])
+    for judge_cell in (shuffled, extra.slice(1)):
+        got, builder = _streamed(traces, ScoresInCellOrder(judge=_opener(judge_cell), ragas=_opener(ragas)))
+        want, _ = _streamed(traces, ScoreLookup(judge=judge_cell, ragas=ragas))
+        assert got == want and builder.scores.joined_by_key == ["judge"]
+    got, builder = _streamed(traces, ScoresInCellOrder(judge=_opener(extra), ragas=_opener(ragas)))
+    assert got == expected and builder.scores.joined_by_key == []  # the unknown row is left over, unused
+
+    # no score file: no score columns, as with no lookup
+    got, _ = _streamed(traces, ScoresInCellOrder(judge=_opener(None), ragas=_opener(None)))
+    assert got == _streamed(traces, ScoreLookup())[0]
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_duplicate_score_rows_joined_in_step_are_the_same_named_error(traces, where):
+    judge = judge_rows(traces, {f"t-{i}": (0.5, "ok") for i in range(6)})
+    twice = judge.take(pa.array([0, 0, 1, 2, 3, 4, 5] if where == "first" else [0, 1, 2, 3, 4, 5, 5]))
+    with pytest.raises(DuplicateScoreRows):
+        _streamed(traces, ScoresInCellOrder(judge=_opener(twice)))
 
 
 def test_a_score_outside_0_1_fails_the_build(traces):
