@@ -25,6 +25,7 @@ before anything is yielded for its batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -107,13 +108,20 @@ class ScoreLookup:
 
     def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         """``batch`` with the score columns appended (replacing same-named ones), row order kept."""
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if not self._tables:
-            return table
-        keys = _key_digests(table)
-        for prepared in self._tables:
-            table = _append_scores(table, _look_up(prepared, keys))
+        return _attach(batch, [partial(_look_up, prepared) for prepared in self._tables])
+
+
+def _attach(batch: pa.RecordBatch | pa.Table, sources: list[Callable[[np.ndarray], pa.Table | None]]) -> pa.Table:
+    """``batch`` with the score columns each source gives for its keys (None: none) appended."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    if not sources:
         return table
+    keys = _key_digests(table)
+    for source in sources:
+        picked = source(keys)
+        if picked is not None:
+            table = _append_scores(table, picked)
+    return table
 
 
 def _look_up(prepared: tuple[pa.Table, np.ndarray, np.ndarray], keys: np.ndarray) -> pa.Table:
@@ -242,15 +250,7 @@ class ScoresInCellOrder:
         return [side._name for side in self._sides if side.by_key]
 
     def attach(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if not self._sides:
-            return table
-        keys = _key_digests(table)
-        for side in self._sides:
-            picked = side.scores_for(keys)
-            if picked is not None:
-                table = _append_scores(table, picked)
-        return table
+        return _attach(batch, [side.scores_for for side in self._sides])
 
     def finish(self) -> None:
         for side in self._sides:
