@@ -56,7 +56,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ADMIN_URL = os.environ.get("MATERIALIZER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -543,6 +543,20 @@ RUNNERS = {
 }
 
 
+def python_path_with(code: Path, env: Mapping[str, str]) -> str:
+    """``env``'s PYTHONPATH with ``code`` first: a child process imports the code measured."""
+    return os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH", "")]))
+
+
+def import_code_from(code: Path) -> None:
+    """Import ``materializer_assets`` from ``code`` in this (child) process, or stop."""
+    sys.path.insert(0, str(code))
+    import materializer_assets
+
+    if not Path(materializer_assets.__file__).resolve().is_relative_to(code.resolve()):
+        raise SystemExit(f"materializer_assets came from {materializer_assets.__file__}, not from {code}")
+
+
 def _child_main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", choices=PATHS)
@@ -551,11 +565,7 @@ def _child_main(argv: Sequence[str]) -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--code", default=REPO_ROOT, type=Path)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(args.code))
-    import materializer_assets
-
-    if not Path(materializer_assets.__file__).resolve().is_relative_to(args.code.resolve()):
-        raise SystemExit(f"materializer_assets came from {materializer_assets.__file__}, not from {args.code}")
+    import_code_from(args.code)
     result = RUNNERS[args.path](args.url, args.day, args.out)
     result["bytes_written"] = sum(p.stat().st_size for p in args.out.rglob("*.parquet"))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
@@ -585,7 +595,7 @@ def measure(
     command = [sys.executable, str(Path(__file__).resolve()), "child", path, "--url", url, "--day", day.isoformat(),
                "--out", str(out_dir), "--code", str(code)]
     child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), child_env.get("PYTHONPATH", "")]))
+    child_env["PYTHONPATH"] = python_path_with(code, child_env)
     child_env.setdefault("DAGSTER_HOME", str(out_dir / "_dagster_home"))  # never the user's instance
     try:
         return measure_command(path, command, child_env)

@@ -150,11 +150,7 @@ def _child_main(argv) -> None:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--code", default=common.REPO_ROOT, type=Path)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(args.code))
-    import materializer_assets
-
-    if not Path(materializer_assets.__file__).resolve().is_relative_to(args.code.resolve()):
-        raise SystemExit(f"materializer_assets came from {materializer_assets.__file__}, not from {args.code}")
+    common.import_code_from(args.code)
     result = run_graph(args.url, args.day, args.out)
     result["bytes_written"] = sum(p.stat().st_size for p in args.out.rglob("*.parquet"))
     print(common.RESULT_PREFIX + json.dumps(result), flush=True)
@@ -174,7 +170,7 @@ def measure_graph(url: str, day: date, judge_env: dict | None, code: Path = comm
             "MATERIALIZER_START_DATE": "2026-01-01",
             **(judge_env or {}),
             # the code measured (--code), also for the processes a run starts
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH", "")])),
+            "PYTHONPATH": common.python_path_with(code, os.environ),
         }
     )
     command = [sys.executable, str(Path(__file__).resolve()), "child", "--url", url, "--day", day.isoformat(),
