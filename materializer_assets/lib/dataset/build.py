@@ -338,9 +338,7 @@ class RewardDatasetBuilder:
 
     def plan(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> SplitStats:
         planner = SplitPlanner(self.split_config, self.key_salt, self.reference)
-        for batch in batches:
-            if batch.num_rows:
-                planner.add(batch)
+        planner.add_all(batches)
         self._plan = planner.finish()
         return self._plan.stats
 

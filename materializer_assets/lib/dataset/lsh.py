@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from ..threads import map_in_threads
 from .spill import SpilledRows, band_column
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -89,7 +90,9 @@ def signatures(texts: list[str] | pa.Array, params: LshParams) -> tuple[np.ndarr
         cuts = np.searchsorted(offsets - offsets[0], np.arange(_CHUNK_BYTES, offsets[-1] - offsets[0], _CHUNK_BYTES))
         bounds = sorted({0, len(array), *[int(c) for c in cuts if 0 < c < len(array)]})
         if len(bounds) > 2:
-            parts = [_signatures(array.slice(a, b - a), params) for a, b in zip(bounds, bounds[1:])]
+            # texts are hashed independently: the pieces run on all cores, joined in order
+            parts = list(map_in_threads(lambda bound: _signatures(array.slice(bound[0], bound[1] - bound[0]), params),
+                                        zip(bounds, bounds[1:])))
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     return _signatures(array, params)
 

@@ -109,6 +109,16 @@ class StoredSignatures:
     has: np.ndarray  # bool [ids]: False for a text with no shingle (in memory)
 
 
+@dataclass(frozen=True)
+class PreparedTexts:
+    """A batch of texts as :meth:`SignatureStore.prepare` leaves them for :meth:`~SignatureStore.add_prepared`."""
+
+    count: int  # texts in the batch
+    rows: np.ndarray  # positions of the non-empty ones
+    cut: pa.Array  # those texts, cut to max_chars
+    digests: np.ndarray  # S16: their digests, which tell distinct texts apart
+
+
 class SignatureStore:
     """Vectorized signatures of distinct normalized texts, hashed in chunks as they arrive.
 
@@ -134,19 +144,30 @@ class SignatureStore:
 
     def add_batch(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
         """The id of each text's signature (-1 for an empty or null text)."""
+        return self.add_prepared(self.prepare(texts))
+
+    def prepare(self, texts: pa.Array | Sequence[str | None]) -> PreparedTexts:
+        """What :meth:`add_prepared` needs of ``texts``: reads only the config, so it may run
+        in another thread while this store takes earlier batches."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks()
         elif not isinstance(texts, pa.Array):
             texts = pa.array(texts, pa.string())
-        ids = np.full(len(texts), -1, np.int64)
         rows = np.flatnonzero(np.asarray(pc.fill_null(pc.greater(pc.utf8_length(texts), 0), False), bool))
         if not len(rows):
-            return ids
+            return PreparedTexts(len(texts), rows, pa.array([], pa.string()), np.zeros(0, "S16"))
         cut = pc.utf8_slice_codeunits(texts.take(pa.array(rows)), 0, self.config.max_chars)  # code points, as str[:n]
-        found, first = self._ids.assign(joined_keys([cut]))  # text.digest of each
-        ids[rows] = found
+        return PreparedTexts(len(texts), rows, cut, joined_keys([cut]))  # text.digest of each
+
+    def add_prepared(self, prepared: PreparedTexts) -> np.ndarray:
+        """The id of each prepared text's signature (-1 for an empty or null text)."""
+        ids = np.full(prepared.count, -1, np.int64)
+        if not len(prepared.rows):
+            return ids
+        found, first = self._ids.assign(prepared.digests)
+        ids[prepared.rows] = found
         if len(first):
-            self._pending.append(cut.take(pa.array(first)))
+            self._pending.append(prepared.cut.take(pa.array(first)))
             self._pending_rows += len(first)
             if self._pending_rows >= self.chunk:
                 self._flush()

@@ -79,16 +79,17 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..identity import batch_identity_keys
+from ..threads import map_ahead
 import numpy as np
 
 from .lsh import LshIndex, low_bits
-from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, SignatureStore
+from .near_duplicates import NearDuplicateConfig, NearDuplicateReference, PreparedTexts, SignatureStore
 from .spill import SpilledRows, concat_draining
 from .schema import EXCLUDED, EXCLUDED_DUPLICATE, EXCLUDED_NEAR_DUPLICATE, EXCLUDED_NEAR_DUPLICATE_OF_TEST, TEST, TRAIN
 from .text import split_keys
@@ -197,8 +198,17 @@ PLAN_COLUMNS = ("trace_id", "observation_id", "timestamp", "messages", "prompt",
 
 _PUBLISHED_READ_ROWS = 1 << 16
 # Rows whose texts are keyed at a time: split_keys holds ~4 copies of a slice's text at once
-# (a 4096-row batch of 2 kB prompts: ~110 MB), so the planner takes batches in slices.
-_ADD_SLICE_ROWS = 1024
+# (a 4096-row batch of 2 kB prompts: ~110 MB), so the planner takes batches in slices, keyed
+# one per core at once (lib.threads): 512 rows × 2 cores hold what 1024 rows on one did.
+_ADD_SLICE_ROWS = 512
+
+
+@dataclass(frozen=True)
+class _KeyedSlice:
+    row_keys: np.ndarray  # S16 identity digests
+    dedup_keys: np.ndarray  # S16 exact-duplicate digests
+    timestamps: np.ndarray  # int64
+    texts: PreparedTexts | None  # near-duplicate texts for the signature store (None: off)
 
 
 class SplitPlanner:
@@ -243,15 +253,53 @@ class SplitPlanner:
         return [*PLAN_COLUMNS, self.config.group_by]
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self.add_all([batch])
+
+    def add_all(self, batches: Iterable[pa.RecordBatch | pa.Table]) -> None:
+        """:meth:`add` of each batch, in order. The texts of each slice are keyed on the pool's
+        threads (lib.threads) a few slices ahead, while this thread reads the next batches,
+        numbers the groups and stores what is keyed: the result is the same as one by one."""
         if self._finished:
             raise RuntimeError("SplitPlanner.add after finish")
+        for part, keyed in map_ahead(self._key_slice, self._slices(batches)):
+            self._add_keyed(part, keyed)
+
+    @staticmethod
+    def _slices(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for part in batch.to_batches() if isinstance(batch, pa.Table) else [batch]:
+                for start in range(0, part.num_rows, _ADD_SLICE_ROWS):
+                    yield part.slice(start, _ADD_SLICE_ROWS)
+
+    def _key_slice(self, batch: pa.RecordBatch) -> _KeyedSlice:
+        """Everything of a slice that depends on it alone (runs in a pool thread)."""
+        dedup_keys, near_texts = split_keys(batch)
+        if "timestamp" in batch.schema.names:
+            timestamps = np.asarray(pc.fill_null(pc.cast(batch.column("timestamp"), pa.int64()), 0), np.int64)
+        else:
+            timestamps = np.zeros(batch.num_rows, np.int64)
+        return _KeyedSlice(
+            row_keys=batch_identity_keys(batch),
+            dedup_keys=np.array(dedup_keys, dtype="S16").reshape(-1),
+            timestamps=timestamps,
+            texts=self._hasher.prepare(near_texts) if self._hasher is not None else None,
+        )
+
+    def _add_keyed(self, batch: pa.RecordBatch, keyed: _KeyedSlice) -> None:
+        if keyed.texts is not None:
+            text_ids = self._hasher.add_prepared(keyed.texts).astype(np.int32)
+        else:
+            text_ids = np.full(batch.num_rows, -1, np.int32)
+        self._keys.append(keyed.row_keys)
+        self._group.append(self._group_ids_of(batch))
+        self._dedup.append(keyed.dedup_keys)
+        self._timestamp.append(keyed.timestamps)
+        self._text.append(text_ids)
+
+    def _group_ids_of(self, batch: pa.RecordBatch) -> np.ndarray:
         n = batch.num_rows
-        if n > _ADD_SLICE_ROWS:
-            for start in range(0, n, _ADD_SLICE_ROWS):
-                self.add(batch.slice(start, _ADD_SLICE_ROWS))
-            return
-        names = batch.schema.names
         trace_ids = batch.column("trace_id").to_pylist()
+        names = batch.schema.names
         groups = batch.column(self.config.group_by).to_pylist() if self.config.group_by in names else [None] * n
         group_ids = np.empty(n, np.int32)
         prefix = self.config.group_by + ":"
@@ -265,20 +313,7 @@ class SplitPlanner:
                 # the split is a function of the group: hashed once per group, not per row
                 self._group_is_test.append(group_split(key, self.config) == TEST)
             group_ids[i] = group_id
-        if "timestamp" in names:
-            timestamps = np.asarray(pc.fill_null(pc.cast(batch.column("timestamp"), pa.int64()), 0), np.int64)
-        else:
-            timestamps = np.zeros(n, np.int64)
-        dedup_keys, near_texts = split_keys(batch)
-        if self._hasher is not None:
-            text_ids = self._hasher.add_batch(near_texts).astype(np.int32)
-        else:
-            text_ids = np.full(n, -1, np.int32)
-        self._keys.append(batch_identity_keys(batch))
-        self._group.append(group_ids)
-        self._dedup.append(np.array(dedup_keys, dtype="S16").reshape(-1))
-        self._timestamp.append(timestamps)
-        self._text.append(text_ids)
+        return group_ids
 
     @staticmethod
     def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
@@ -496,8 +531,7 @@ def plan_splits(
     reference: NearDuplicateReference | None = None,
 ) -> SplitPlan:
     planner = SplitPlanner(config, key_salt, reference)
-    for batch in batches:
-        planner.add(batch)
+    planner.add_all(batches)
     return planner.finish()
 
 

@@ -407,3 +407,25 @@ def test_random_adversarial_cells_keep_every_invariant(seed):
     for trace_id, (split, _) in before_split.items():
         assert (split, after_split[trace_id][0]) not in {("train", "test"), ("test", "train")}
     assert check_no_group_in_both_splits(after).passed
+
+
+def test_a_plan_keyed_on_the_pools_threads_is_the_plan_keyed_in_one_thread(monkeypatch):
+    """The planner keys slices and hashes signatures on lib.threads' pool; ids, decisions and
+    published signatures must not depend on how that work was spread."""
+    from materializer_assets.lib import threads
+    from materializer_assets.lib.dataset import lsh, splits
+
+    rows, _ = _adversarial_rows()
+    monkeypatch.setattr(splits, "_ADD_SLICE_ROWS", 3)  # many slices in flight
+    monkeypatch.setattr(lsh, "_CHUNK_BYTES", 64)  # signatures in many pieces
+    plans = {}
+    for workers in (1, 2, 4):
+        monkeypatch.setattr(threads, "worker_count", lambda workers=workers: workers)
+        plans[workers] = plan_splits(table(rows).to_batches(max_chunksize=7), HALF)
+    one = plans[1]
+    assert one.stats.excluded_near_duplicate == len(QUESTIONS)
+    assert one.index_rows(table(rows)).num_rows > 0
+    for plan in (plans[2], plans[4]):
+        assert splits_of(plan.apply(table(rows))) == splits_of(one.apply(table(rows)))
+        assert plan.stats.as_metadata() == one.stats.as_metadata()
+        assert pa.Table.equals(plan.index_rows(table(rows)), one.index_rows(table(rows)))
