@@ -90,3 +90,30 @@ def map_ahead(function: Callable[[T], R], items: Iterable[T], ahead: int | None 
     finally:
         for _, future in pending:  # the caller stopped early (or failed): drop what has not started
             future.cancel()
+
+
+class InOrder:
+    """Calls run on the shared pool in the background; ``consume`` gets their results in the
+    order they were submitted, on the submitting thread, as they are ready. At most ``ahead``
+    (default: two per core) wait at once: :meth:`submit` takes results (waiting if need be)
+    beyond that. :meth:`drain` takes the rest; call it before using what ``consume`` built.
+
+    With one core, or from a pool thread, each call runs and is consumed at once.
+    """
+
+    def __init__(self, consume: Callable[[R], None], ahead: int | None = None) -> None:
+        self._consume = consume
+        self._ahead = max(1, ahead if ahead is not None else 2 * worker_count())
+        self._pending: deque = deque()
+
+    def submit(self, function: Callable[..., R], *args) -> None:
+        if worker_count() < 2 or getattr(_inside, "worker", False):
+            self._consume(function(*args))
+            return
+        self._pending.append(_shared_pool().submit(function, *args))
+        while self._pending and (len(self._pending) > self._ahead or self._pending[0].done()):
+            self._consume(self._pending.popleft().result())
+
+    def drain(self) -> None:
+        while self._pending:
+            self._consume(self._pending.popleft().result())

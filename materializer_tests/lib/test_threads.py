@@ -108,3 +108,33 @@ def test_a_forked_child_makes_its_own_pool(monkeypatch):
     finally:
         child.join(timeout=30)
     assert child.exitcode == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_in_order_hands_results_over_in_submission_order(monkeypatch, workers):
+    monkeypatch.setattr(threads, "worker_count", lambda: workers)
+    got: list[int] = []
+    work = threads.InOrder(got.append, ahead=3)
+    for x in range(30):
+        work.submit(slow_square, x)
+        assert len(got) >= x + 1 - 3  # never more than `ahead` results waiting
+        assert got == [y * y for y in range(len(got))]
+    work.drain()
+    assert got == [x * x for x in range(30)]
+
+
+def test_in_order_raises_a_failed_call_when_its_turn_comes(monkeypatch):
+    monkeypatch.setattr(threads, "worker_count", lambda: 2)
+
+    def fails_on_two(x: int) -> int:
+        if x == 2:
+            raise ValueError("call 2")
+        return x
+
+    got: list[int] = []
+    work = threads.InOrder(got.append, ahead=10)
+    with pytest.raises(ValueError, match="call 2"):  # from submit or drain, whichever meets it
+        for x in range(5):
+            work.submit(fails_on_two, x)
+        work.drain()
+    assert got == [0, 1]

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from .lsh import LshIndex, LshParams, band_hashes, low_bits, signatures
 from .spill import SpilledRows, concat_draining
 from ..identity import joined_keys
+from ..threads import InOrder
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class SignatureStore:
         self._low = SpilledRows(dtype=np.uint8, row_shape=(config.num_perm,))
         self._bands = SpilledRows(dtype=np.uint32, row_shape=(self.params.bands,))
         self._has: list[np.ndarray] = []
+        self._hashing = InOrder(self._store)
 
     def add_batch(self, texts: pa.Array | Sequence[str | None]) -> np.ndarray:
         """The id of each text's signature (-1 for an empty or null text)."""
@@ -175,18 +177,29 @@ class SignatureStore:
 
     def _flush(self) -> None:
         if self._pending:
-            sig, has = signatures(pa.concat_arrays(self._pending), self.params)
-            self._full.append(sig)
-            self._low.append(low_bits(sig))
-            self._bands.append(band_hashes(sig, self.params))
-            self._has.append(has)
+            # hashed on the pool while later texts arrive; stored in the order the chunks were cut
+            self._hashing.submit(_hash_chunk, pa.concat_arrays(self._pending), self.params)
             self._pending, self._pending_rows = [], 0
+
+    def _store(self, hashed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        sig, low, bands, has = hashed
+        self._full.append(sig)
+        self._low.append(low)
+        self._bands.append(bands)
+        self._has.append(has)
 
     def finish(self) -> StoredSignatures:
         self._flush()
+        self._hashing.drain()
         self._ids = _FirstArrivalIds()
 
         return StoredSignatures(self._full, self._low, self._bands, concat_draining(self._has, np.zeros(0, bool)))
+
+
+def _hash_chunk(texts: pa.Array, params: LshParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(signatures, low bits, band hashes, has-signature) of a chunk of distinct texts."""
+    sig, has = signatures(texts, params)
+    return sig, low_bits(sig), band_hashes(sig, params), has
 
 
 @dataclass(frozen=True)
