@@ -155,10 +155,13 @@ class SignatureStore:
             texts = texts.combine_chunks()
         elif not isinstance(texts, pa.Array):
             texts = pa.array(texts, pa.string())
-        rows = np.flatnonzero(np.asarray(pc.fill_null(pc.greater(pc.utf8_length(texts), 0), False), bool))
+        sizes = np.asarray(pc.fill_null(pc.binary_length(texts), 0), np.int64)  # bytes, from the offsets
+        rows = np.flatnonzero(sizes > 0)
         if not len(rows):
             return PreparedTexts(len(texts), rows, pa.array([], pa.string()), np.zeros(0, "S16"))
-        cut = pc.utf8_slice_codeunits(texts.take(pa.array(rows)), 0, self.config.max_chars)  # code points, as str[:n]
+        cut = texts.take(pa.array(rows))
+        if sizes.max() > self.config.max_chars:  # no text of at most max_chars bytes has more code points
+            cut = pc.utf8_slice_codeunits(cut, 0, self.config.max_chars)  # code points, as str[:n]
         return PreparedTexts(len(texts), rows, cut, joined_keys([cut]))  # text.digest of each
 
     def add_prepared(self, prepared: PreparedTexts) -> np.ndarray:

@@ -178,7 +178,8 @@ def _near_ascii(text: pa.Array) -> pa.Array:
 
 
 def _truthy(text: pa.Array) -> pa.Array:
-    return pc.fill_null(pc.greater(pc.utf8_length(text), 0), False)
+    # byte length, read from the offsets (utf8_length counts code points: a pass over every byte)
+    return pc.fill_null(pc.greater(pc.binary_length(text), 0), False)
 
 
 def _join_per_row(values: pa.Array, parents: np.ndarray, n: int, separator: str) -> pa.Array:
