@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -383,10 +384,13 @@ class ConsentPolicy:
         registry: ConsentRegistry | None = None,
         erasure_list: Iterable[str] = (),
         erased_until: "Callable[[str], datetime | None] | None" = None,
+        anyone_erased: "Callable[[], bool] | None" = None,
     ) -> None:
         self.registry = registry
         self.forgotten = frozenset(erasure_list) | frozenset(registry.forgotten_users() if registry else ())
         self._erased_until = erased_until
+        # asked on every batch (the ledger may record an erasure meanwhile); None: maybe someone
+        self._anyone_erased = anyone_erased
         self._cutoffs: dict[str, datetime | None] = {}
 
     def cutoff(self, user_id: str) -> datetime | None:
@@ -401,6 +405,11 @@ class ConsentPolicy:
     def forgotten_mask(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
         if "user_id" not in batch.schema.names or batch.num_rows == 0:
             return pa.array([False] * batch.num_rows, pa.bool_())
+        if not self.forgotten and (
+            self._erased_until is None or (self._anyone_erased is not None and not self._anyone_erased())
+        ):
+            # nobody to forget (the usual day): no user of the batch needs looking up
+            return pa.array(np.zeros(batch.num_rows, bool))
         users = batch.column("user_id")
         cutoffs = {user: self.cutoff(user) for user in pc.unique(users).to_pylist() if user is not None}
         if "timestamp" not in batch.schema.names:  # no time to compare: every row of an erased user goes

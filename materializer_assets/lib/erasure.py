@@ -128,7 +128,9 @@ def consent_policy(
     registry: ConsentRegistry | None, erasure_list: Iterable[ErasureRequest], ledger: "ErasureLedger"
 ) -> ConsentPolicy:
     """The policy every stage applies: the registry, the erasure list, and what the ledger already erased."""
-    return ConsentPolicy(registry, (request.user_id for request in erasure_list), ledger.erased_until)
+    return ConsentPolicy(
+        registry, (request.user_id for request in erasure_list), ledger.erased_until, ledger.has_erasures
+    )
 
 
 def load_erasure_list(location: str, s3_options: S3Options | None = None) -> list[ErasureRequest]:
@@ -273,6 +275,10 @@ class ErasureLedger:
 
     def is_forgotten(self, user_id: str | None) -> bool:
         return user_id is not None and self.user_hash(user_id) in self.state["users"]
+
+    def has_erasures(self) -> bool:
+        """Whether any user was erased yet (read now: the ledger may record one meanwhile)."""
+        return bool(self.state["users"])
 
     def erased_until(self, user_id: str) -> datetime | None:
         """When an erasure removed ``user_id`` (None: never): their rows up to then never come back,

@@ -360,3 +360,19 @@ def test_a_change_that_is_no_revocation_is_reconciled_into_every_output(world):
     assert "keep-1" not in json.dumps(audit)
     # nothing changed since: a second run finds nothing
     assert er.run_erasure([], outputs, er.ErasureLedger(lake.root), policy=policy).noop
+
+
+def test_a_policy_made_before_an_erasure_forgets_the_user_once_the_ledger_records_it(tmp_path):
+    """Nobody erased: the policy looks no user up (its fast path). The ledger is asked on every
+    batch, so an erasure recorded after the policy was made still applies to the next batch."""
+    ledger = er.ErasureLedger(resolve(str(tmp_path / "wh")))
+    batch = pa.Table.from_batches(
+        [make_batch(3, user="gone", prefix="g"), make_batch(2, user="keep-1"), make_batch(1, user=None)]
+    ).combine_chunks().to_batches()[0]
+    policy = er.consent_policy(None, [], ledger)
+    assert not ledger.has_erasures()
+    assert policy.forgotten_mask(batch).to_pylist() == [False] * 6 and policy.apply(batch)[1] == 0
+    ledger.record([er.ErasureRequest("gone", T0, er.REASON_CONSENT_REVOKED)], datetime.now(timezone.utc), "a1")
+    assert ledger.has_erasures()
+    assert policy.forgotten_mask(batch).to_pylist() == [True] * 3 + [False] * 3
+    assert policy.apply(batch)[1] == 3
