@@ -61,6 +61,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 PREFERRED = "preferred"
 NON_PREFERRED = "non_preferred"
@@ -321,15 +322,13 @@ def final_rewards(
     numerator = np.zeros(num_rows)
     denominator = np.zeros(num_rows)
     blocked = np.zeros(num_rows, dtype=bool)
-    reasons: list[list[str]] = [[] for _ in range(num_rows)]
+    reasons: list[pa.Array] = []  # per scorer, then no_component: the reason of each row, null where none
     for name in scorers:
         numbers, valid = arrays[name]
         weight = float(getattr(weights, name))
         status = _statuses(name, statuses, valid)
         ok = (status == SCORE_OK) & valid
-        for i in np.flatnonzero(~ok):
-            part = NO_VALUE if status[i] == SCORE_OK else (status[i] or NOT_SCORED)
-            reasons[i].append(f"{name}_{part}")
+        reasons.append(_scorer_reason(name, status, ok))
         numerator += np.where(ok, weight * np.nan_to_num(numbers), 0.0)
         denominator += np.where(ok, weight, 0.0)
         blocked |= ~ok
@@ -339,19 +338,36 @@ def final_rewards(
     denominator += np.where(feedback_used, weights.feedback, 0.0)
 
     present = ~blocked & (denominator > 0)
-    for i in np.flatnonzero(~blocked & ~present):
-        reasons[i].append(NO_COMPONENT)
+    reasons.append(pc.if_else(pa.array(~blocked & ~present), NO_COMPONENT, pa.scalar(None, pa.string())))
     with np.errstate(invalid="ignore", divide="ignore"):
         final = np.where(present, numerator / np.where(present, denominator, 1.0), np.nan)
     # Only rounding noise can leave [0, 1] here; inputs were validated above.
     final = np.clip(np.round(final, ROUND_DECIMALS), 0.0, 1.0)
     used = [*scorers]
-    sources = [
-        REASON_SEPARATOR.join(used + (["feedback"] if feedback_used[i] else [])) if present[i] else None
-        for i in range(num_rows)
-    ]
-    unlabeled = [REASON_SEPARATOR.join(parts) if parts else None for parts in reasons]
-    return FinalRewards(_to_arrow(final, present), pa.array(sources, pa.string()), pa.array(unlabeled, pa.string()))
+    sources = np.where(
+        present,
+        np.where(feedback_used, REASON_SEPARATOR.join([*used, "feedback"]), REASON_SEPARATOR.join(used)),
+        None,
+    )
+    # each row's reasons in order (scorers, then no_component), joined; null for a labeled row.
+    # Not binary_join_element_wise(null_handling="skip"): pyarrow drops the rows where all are null.
+    unlabeled = reasons[0]
+    for reason in reasons[1:]:
+        unlabeled = pc.coalesce(pc.binary_join_element_wise(unlabeled, reason, REASON_SEPARATOR), unlabeled, reason)
+    return FinalRewards(_to_arrow(final, present), pa.array(sources.tolist(), pa.string()), unlabeled)
+
+
+def _scorer_reason(name: str, status: np.ndarray, ok: np.ndarray) -> pa.Array:
+    """``{name}_{status}`` where a row is not ok: ``no_value`` for ok without a value,
+    ``not_scored`` for no (or an empty) status; null where the row is ok."""
+    given = pa.array(status.tolist(), pa.string())
+    part = pc.if_else(
+        pc.fill_null(pc.equal(given, SCORE_OK), False),
+        NO_VALUE,
+        pc.if_else(pc.fill_null(pc.equal(given, ""), True), NOT_SCORED, given),
+    )
+    reason = pc.binary_join_element_wise(f"{name}_", part, "")
+    return pc.if_else(pa.array(~ok), reason, pa.scalar(None, pa.string()))
 
 
 def labels(final: pa.Array | pa.ChunkedArray, thresholds: LabelThresholds) -> pa.Array:

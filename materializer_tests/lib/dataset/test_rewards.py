@@ -279,3 +279,50 @@ def test_weights_parse_from_a_setting_string():
     for bad in ("ragas=x", "bleu=1", "ragas", "ragas=0,judge=0"):
         with pytest.raises(ValueError):
             RewardWeights.parse(bad)
+
+
+def _reasons_row_by_row(ragas, judge, feedback, weights, statuses, scorers):
+    """The reason and source rule, one row at a time: what final_rewards computes over arrays."""
+    from materializer_assets.lib.dataset.rewards import NO_COMPONENT, NO_VALUE, NOT_SCORED, REASON_SEPARATOR, SCORE_OK
+
+    values = {"ragas": ragas, "judge": judge}
+    sources, reasons = [], []
+    for i in range(len(ragas)):
+        parts, blocked, denominator = [], False, 0.0
+        for name in scorers:
+            given = statuses.get(name)
+            status = given[i] if given is not None else (SCORE_OK if values[name][i] is not None else None)
+            if status == SCORE_OK and values[name][i] is not None:
+                denominator += getattr(weights, name)
+                continue
+            blocked = True
+            parts.append(f"{name}_{NO_VALUE if status == SCORE_OK else (status or NOT_SCORED)}")
+        feedback_used = feedback[i] is not None and weights.feedback > 0 and not blocked
+        denominator += weights.feedback if feedback_used else 0.0
+        present = not blocked and denominator > 0
+        if not blocked and not present:
+            parts.append(NO_COMPONENT)
+        sources.append(REASON_SEPARATOR.join([*scorers, *(["feedback"] if feedback_used else [])]) if present else None)
+        reasons.append(REASON_SEPARATOR.join(parts) if parts else None)
+    return sources, reasons
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sources_and_unlabeled_reasons_follow_the_rule_on_every_row(seed):
+    import random
+
+    rng = random.Random(seed)
+    n = 400
+    pick = lambda: None if rng.random() < 0.3 else round(rng.random(), 3)  # noqa: E731
+    ragas, judge, feedback = [pick() for _ in range(n)], [pick() for _ in range(n)], [pick() for _ in range(n)]
+    status_values = ["ok", "ok", "ok", "error", "timeout", "not_configured", "", None]
+    for weights, scorers in [
+        (RewardWeights(), None),
+        (RewardWeights(ragas=1, judge=0, feedback=0.5), None),
+        (RewardWeights(ragas=0, judge=0, feedback=1), None),
+        (RewardWeights(), ("judge", "ragas")),
+    ]:
+        statuses = {name: [rng.choice(status_values) for _ in range(n)] for name in ("ragas", "judge") if rng.random() < 0.7}
+        used = scorers or tuple(name for name in ("ragas", "judge") if getattr(weights, name) > 0)
+        _, source, unlabeled = _final(ragas, judge, feedback, weights, statuses, scorers, reasons=True)
+        assert (source, unlabeled) == _reasons_row_by_row(ragas, judge, feedback, weights, statuses, used)
