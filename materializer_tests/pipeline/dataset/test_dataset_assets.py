@@ -206,6 +206,8 @@ def test_reward_metadata_shows_labels_per_split_and_a_histogram_but_no_rows(run)
     assert sum(metadata["reward_histogram"]["counts"]) + metadata["reward_histogram"]["null"] == len(CONSENTED)
     assert "| final_reward |" in metadata["reward_histogram_md"]
     assert "preview_md" not in metadata  # no prompts or responses in the (unerasable) event log
+    # the scorers wrote their cells in the order the table is read: both joined in step, none by key
+    assert metadata["scores_joined_by_key"] == "none"
 
 
 @pytest.mark.parametrize("name", sorted(EXPORT_COLUMNS))
