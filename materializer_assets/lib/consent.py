@@ -403,12 +403,11 @@ class ConsentPolicy:
         return self._cutoffs[user_id]
 
     def forgotten_mask(self, batch: pa.RecordBatch | pa.Table) -> pa.Array:
-        if "user_id" not in batch.schema.names or batch.num_rows == 0:
-            return pa.array([False] * batch.num_rows, pa.bool_())
-        if not self.forgotten and (
+        nobody = not self.forgotten and (
             self._erased_until is None or (self._anyone_erased is not None and not self._anyone_erased())
-        ):
-            # nobody to forget (the usual day): no user of the batch needs looking up
+        )
+        if "user_id" not in batch.schema.names or batch.num_rows == 0 or nobody:
+            # no users, or nobody to forget (the usual day): no user of the batch needs looking up
             return pa.array(np.zeros(batch.num_rows, bool))
         users = batch.column("user_id")
         cutoffs = {user: self.cutoff(user) for user in pc.unique(users).to_pylist() if user is not None}

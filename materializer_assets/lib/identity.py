@@ -71,6 +71,16 @@ def _digests(values: pa.Array) -> np.ndarray:
     return out
 
 
+def find_sorted(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(position, found)`` of each of ``keys`` in ``sorted_keys``: a binary search per key
+    (not ``np.isin``, which for byte strings sorts both arrays on every call). A key not
+    found has some valid position (0 when ``sorted_keys`` is empty); use ``found`` first."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
+    positions = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return positions, sorted_keys[positions] == keys
+
+
 def identity_keys(trace_ids: Ids, observation_ids: Ids | None = None) -> np.ndarray:
     """The 16-byte key of each row: :func:`joined_keys` of (trace_id, observation_id).
 
@@ -114,8 +124,7 @@ class SeenKeys:
         keep = np.zeros(len(digests), dtype=bool)
         keep[np.unique(digests, return_index=True)[1]] = True
         for run in self._runs:
-            positions = np.minimum(np.searchsorted(run, digests), len(run) - 1)
-            keep &= run[positions] != digests
+            keep &= ~find_sorted(run, digests)[1]
         if keep.any():
             self._runs.append(np.sort(digests[keep]))
             while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):

@@ -38,6 +38,11 @@ def worker_count() -> int:
     return max(1, min(_MAX_THREADS, cores))
 
 
+def _runs_here() -> bool:
+    """No pool for this call: one core, or the caller is a pool thread (it would wait on itself)."""
+    return worker_count() < 2 or getattr(_inside, "worker", False)
+
+
 def _mark_worker() -> None:
     _inside.worker = True
 
@@ -59,7 +64,7 @@ def map_in_threads(function: Callable[[T], R], items: Iterable[T]) -> Iterator[R
     item, or when called from a pool thread, the calls run here, one by one, lazily.
     """
     items = list(items)
-    if len(items) < 2 or worker_count() < 2 or getattr(_inside, "worker", False):
+    if len(items) < 2 or _runs_here():
         return map(function, items)
     return _shared_pool().map(function, items)
 
@@ -71,7 +76,7 @@ def map_ahead(function: Callable[[T], R], items: Iterable[T], ahead: int | None 
 
     Runs here, one item at a time, with one core or from a pool thread.
     """
-    if worker_count() < 2 or getattr(_inside, "worker", False):
+    if _runs_here():
         for item in items:
             yield item, function(item)
         return
@@ -107,7 +112,7 @@ class InOrder:
         self._pending: deque = deque()
 
     def submit(self, function: Callable[..., R], *args) -> None:
-        if worker_count() < 2 or getattr(_inside, "worker", False):
+        if _runs_here():
             self._consume(function(*args))
             return
         self._pending.append(_shared_pool().submit(function, *args))

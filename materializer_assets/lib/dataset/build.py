@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..identity import joined_keys
+from ..identity import find_sorted, joined_keys
 from ..stages import require_granted
 from .rewards import RewardConfig, reward_columns
 from .schema import PASSTHROUGH_COLUMNS, REWARD_DATASET_SCHEMA
@@ -130,8 +130,7 @@ def _look_up(prepared: tuple[pa.Table, np.ndarray, np.ndarray], keys: np.ndarray
     # A lookup + take that, unlike an Acero join, accepts the nested (list/struct)
     # columns of the trace side; a key without a score row takes nulls.
     if len(digests):
-        at = np.minimum(np.searchsorted(digests, keys), len(digests) - 1)
-        found = digests[at] == keys
+        at, found = find_sorted(digests, keys)
         positions = pa.array(np.where(found, order[at], 0), pa.int64(), mask=~found)
     else:
         positions = pa.nulls(len(keys), pa.int64())

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .lsh import LshIndex, LshParams, band_hashes, low_bits, signatures
 from .spill import SpilledRows, concat_draining
-from ..identity import joined_keys
+from ..identity import find_sorted, joined_keys
 from ..threads import InOrder
 
 
@@ -77,8 +77,7 @@ class _FirstArrivalIds:
         """``(id of each digest, positions of the digests given an id now)``; the latter in id order."""
         ids = np.full(len(digests), -1, np.int64)
         for keys, values in self._runs:
-            at = np.minimum(np.searchsorted(keys, digests), len(keys) - 1)
-            hit = keys[at] == digests
+            at, hit = find_sorted(keys, digests)
             ids[hit] = values[at[hit]]
         unseen = np.flatnonzero(ids < 0)
         if not len(unseen):

@@ -354,13 +354,13 @@ def final_rewards(
     unlabeled = reasons[0]
     for reason in reasons[1:]:
         unlabeled = pc.coalesce(pc.binary_join_element_wise(unlabeled, reason, REASON_SEPARATOR), unlabeled, reason)
-    return FinalRewards(_to_arrow(final, present), pa.array(sources.tolist(), pa.string()), unlabeled)
+    return FinalRewards(_to_arrow(final, present), pa.array(sources, pa.string()), unlabeled)
 
 
 def _scorer_reason(name: str, status: np.ndarray, ok: np.ndarray) -> pa.Array:
     """``{name}_{status}`` where a row is not ok: ``no_value`` for ok without a value,
     ``not_scored`` for no (or an empty) status; null where the row is ok."""
-    given = pa.array(status.tolist(), pa.string())
+    given = pa.array(status, pa.string())
     part = pc.if_else(
         pc.fill_null(pc.equal(given, SCORE_OK), False),
         NO_VALUE,

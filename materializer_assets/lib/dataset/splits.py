@@ -84,7 +84,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..identity import batch_identity_keys
+from ..identity import batch_identity_keys, find_sorted
 from ..threads import map_ahead
 import numpy as np
 
@@ -471,11 +471,7 @@ class SplitPlan:
 
     def _positions(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """``(positions into the plan, found)`` of each row of ``batch``."""
-        keys = batch_identity_keys(batch)
-        if not len(self._keys):
-            return np.zeros(len(keys), np.int64), np.zeros(len(keys), bool)
-        positions = np.minimum(np.searchsorted(self._keys, keys), len(self._keys) - 1)
-        return positions, self._keys[positions] == keys
+        return find_sorted(self._keys, batch_identity_keys(batch))
 
     def assign(self, batch: pa.RecordBatch | pa.Table) -> dict[str, pa.Array]:
         """``{"split", "split_key", "excluded_reason"}`` for each row of ``batch``.
